@@ -1,0 +1,160 @@
+// swift-tools-version:6.2
+//
+// The package graph is the architecture. Dependencies point one way:
+//
+//   MitmCore  <-  MitmAddons  <-  MitmServer  <-  mitmdump
+//   MitmCertificates  <-----------'
+//
+// `MitmCore` is the sans-I/O protocol core: it may use NIOCore's ByteBuffer and NIOHTTP1's value
+// types, but never NIOPosix, NIOSSL or NIOHTTP2, so nothing in it can open a socket.
+// `MitmCertificates` is swift-certificates + swift-crypto only. `MitmServer` is the only target that
+// touches sockets and TLS.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "swift-mitmproxy",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mitmdump", targets: ["mitmdump"]),
+        .library(name: "MitmCore", targets: ["MitmCore"]),
+        .library(name: "MitmAddons", targets: ["MitmAddons"]),
+        .library(name: "MitmCertificates", targets: ["MitmCertificates"]),
+        .library(name: "MitmServer", targets: ["MitmServer"]),
+        .library(name: "MitmTestSupport", targets: ["MitmTestSupport"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: - System libraries (Debian: libbrotli-dev, libzstd-dev)
+        .systemLibrary(name: "CBrotli", pkgConfig: "libbrotlidec", providers: [.apt(["libbrotli-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+
+        // MARK: - Sans-I/O core
+        .target(
+            name: "MitmCore",
+            dependencies: [
+                "CBrotli",
+                "CZstd",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MitmCertificates",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MitmAddons",
+            dependencies: [
+                "MitmCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - The NIO shell
+        .target(
+            name: "MitmServer",
+            dependencies: [
+                "MitmCore",
+                "MitmAddons",
+                "MitmCertificates",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MitmTestSupport",
+            dependencies: [
+                "MitmCore",
+                "MitmAddons",
+                "MitmCertificates",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Executables
+        .executableTarget(
+            name: "mitmdump",
+            dependencies: [
+                "MitmServer",
+                "MitmAddons",
+                "MitmCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Tests
+        .testTarget(
+            name: "MitmCoreTests",
+            dependencies: ["MitmCore", "MitmTestSupport"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MitmCertificatesTests",
+            dependencies: ["MitmCertificates"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MitmAddonsTests",
+            dependencies: ["MitmAddons", "MitmTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MitmServerTests",
+            dependencies: [
+                "MitmServer",
+                "MitmTestSupport",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MitmIntegrationTests",
+            dependencies: ["MitmServer", "MitmTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

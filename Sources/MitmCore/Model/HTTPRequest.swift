@@ -1,0 +1,80 @@
+import NIOCore
+import NIOHTTP1
+
+/// An HTTP request as it crossed the proxy (mitmproxy's `http.Request`).
+///
+/// `host`, `port` and `scheme` name the server the request is for; `authority` is the request-target
+/// authority (absolute form, CONNECT, or HTTP/2 `:authority`), empty for origin-form requests.
+public struct HTTPRequest: Sendable, Hashable {
+    public var method: String
+    public var scheme: String
+    public var host: String
+    public var port: Int
+    public var authority: String
+    /// The path with query, as on the wire (`/index.html?x=1`); `*` or the authority for OPTIONS/CONNECT.
+    public var path: String
+    /// `HTTP/1.1`, `HTTP/2.0`, …
+    public var httpVersion: String
+    public var headers: Headers
+    /// The body exactly as received (still content-encoded). `nil` while not read, or when streamed.
+    public var rawContent: ByteBuffer?
+    public var trailers: Headers?
+    public var timestampStart: Double
+    public var timestampEnd: Double?
+    /// When true, the body is forwarded as it arrives instead of being buffered on the flow.
+    public var stream: Bool
+
+    public init(
+        method: String,
+        scheme: String,
+        host: String,
+        port: Int,
+        authority: String = "",
+        path: String,
+        httpVersion: String = "HTTP/1.1",
+        headers: Headers = Headers(),
+        rawContent: ByteBuffer? = nil,
+        timestampStart: Double = now()
+    ) {
+        self.method = method
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.authority = authority
+        self.path = path
+        self.httpVersion = httpVersion
+        self.headers = headers
+        self.rawContent = rawContent
+        self.trailers = nil
+        self.timestampStart = timestampStart
+        self.timestampEnd = nil
+        self.stream = false
+    }
+
+    /// The default port for `scheme`.
+    public static func defaultPort(for scheme: String) -> Int {
+        scheme == "https" || scheme == "wss" ? 443 : 80
+    }
+
+    /// `host[:port]`, with the port left out when it is the scheme's default.
+    public var hostHeaderValue: String {
+        let hostPart = host.contains(":") ? "[\(host)]" : host
+        return port == Self.defaultPort(for: scheme) ? hostPart : "\(hostPart):\(port)"
+    }
+
+    /// The full URL, built from scheme, host, port and path (mitmproxy's `request.url`).
+    public var url: String {
+        if method == "CONNECT" { return "\(host):\(port)" }
+        return "\(scheme)://\(hostHeaderValue)\(path)"
+    }
+
+    /// Like `url`, but naming the host the client asked for in its Host header (mitmproxy's `pretty_url`).
+    public var prettyURL: String {
+        if method == "CONNECT" { return url }
+        guard let hostHeader = headers["host"], authority.isEmpty else { return url }
+        return "\(scheme)://\(hostHeader)\(path)"
+    }
+
+    /// Whether the message is an HTTP/2 one.
+    public var isHTTP2: Bool { httpVersion == "HTTP/2.0" }
+}

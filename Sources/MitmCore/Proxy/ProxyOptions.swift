@@ -1,0 +1,53 @@
+import Foundation
+
+/// The options the proxy core and server read, with mitmproxy's names in the doc comments. Options
+/// that belong to one addon (`flow_detail`, …) live with that addon.
+public struct ProxyOptions: Sendable, Hashable {
+    /// `listen_host`: the address to bind; empty means every interface.
+    public var listenHost: String = ""
+    /// `listen_port`.
+    public var listenPort: Int = 8080
+    /// `mode`: one listener serves each.
+    public var modes: [ProxyMode] = [.regular]
+    /// `confdir`: where the CA lives.
+    public var confdir: String = "~/.mitmproxy"
+    /// `upstream_cert`: connect to the server first and copy its certificate's names into ours.
+    public var upstreamCert: Bool = true
+    /// `ssl_insecure`: do not verify upstream certificates.
+    public var sslInsecure: Bool = false
+    /// `http2`: offer and accept HTTP/2.
+    public var http2: Bool = true
+    /// `keep_host_header`: in reverse mode, forward the client's Host header unchanged.
+    public var keepHostHeader: Bool = false
+    /// `certs`: user certificates, `[domain=]path.pem`.
+    public var certs: [String] = []
+    /// `body_size_limit`: larger bodies are refused with 413 (requests) or 502 (responses).
+    public var bodySizeLimit: Int? = nil
+    /// `stream_large_bodies`: bodies larger than this are streamed rather than buffered on the flow.
+    /// mitmproxy leaves this unset; we default to 16 MiB so a large download never sits in memory.
+    public var streamLargeBodies: Int? = 16 * 1024 * 1024
+    /// `header_size_limit` (ours): a request head larger than this is answered with 431.
+    public var headerSizeLimit: Int = 64 * 1024
+    /// `idle_timeout` (ours, seconds): close a connection with no traffic for this long.
+    public var idleTimeout: Double = 600
+    /// `request_head_timeout` (ours, seconds): a client must send a complete request head within this
+    /// time of starting it, or it is answered with 408 (slowloris protection).
+    public var requestHeadTimeout: Double = 30
+    /// `connect_timeout` (ours, seconds) for connections to servers.
+    public var connectTimeout: Double = 30
+
+    public init() {}
+}
+
+/// Parses mitmproxy's size syntax: `1024`, `10k`, `5m`, `1g` (binary multiples).
+public func parseSize(_ text: String) -> Int? {
+    let lower = text.trimmingCharacters(in: .whitespaces).lowercased()
+    guard let last = lower.last else { return nil }
+    let multipliers: [Character: Int] = ["b": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024, "t": 1024 * 1024 * 1024 * 1024]
+    if let multiplier = multipliers[last] {
+        guard let value = Int(lower.dropLast()), value >= 0 else { return nil }
+        return value * multiplier
+    }
+    guard let value = Int(lower), value >= 0 else { return nil }
+    return value
+}

@@ -1,0 +1,584 @@
+import Foundation
+import MitmCore
+import NIOCore
+import NIOHTTP1
+
+/// The client side of HTTP: the last handler of a client's HTTP/1 pipeline, or of one HTTP/2 stream
+/// channel (behind NIO's HTTP/2 ⇄ HTTP/1 codec). It turns what the client sends into flows, runs
+/// each flow's `HTTPStreamStateMachine`, and carries out the machine's actions: hooks, the server
+/// exchange, and the response. Decisions live in the state machine; this class only does I/O.
+final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = Never
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let connection: ClientConnectionContext
+    private let isHTTP2: Bool
+    private let headTimer: RequestHeadTimer?
+    private var context: ChannelHandlerContext?
+
+    /// The exchange in progress.
+    private var stream: HTTPStreamStateMachine?
+    private var requestHead: HTTPRequestHead?
+    private var upstream: (connection: UpstreamConnection, handler: UpstreamStreamHandler)?
+    /// Request parts produced while the server connection is being opened.
+    private var pendingUpstreamParts: [HTTPClientRequestPart] = []
+    private var isConnecting = false
+    /// Request parts of a pipelined next request, replayed when the current exchange is done.
+    private var queuedParts: [HTTPServerRequestPart] = []
+    /// Whether the client connection must close once the current response is out.
+    private var closeAfterResponse = false
+    /// A CONNECT request that is waiting for its end before the tunnel opens.
+    private var pendingConnect: HTTPRequest?
+    /// Set once the client connection is gone.
+    private var isClosed = false
+    /// Whether this handler counts a flow in `services.openFlows`.
+    private var countsOpenFlow = false
+
+    private var readsPaused = false
+    private var pendingRead = false
+
+    init(connection: ClientConnectionContext, isHTTP2: Bool, headTimer: RequestHeadTimer?) {
+        self.connection = connection
+        self.isHTTP2 = isHTTP2
+        self.headTimer = headTimer
+    }
+
+    private var services: ProxyServices { connection.services }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        flowEnded()
+    }
+
+    private func flowStarted() {
+        guard !countsOpenFlow else { return }
+        countsOpenFlow = true
+        services.openFlows.add(1, ordering: .relaxed)
+    }
+
+    private func flowEnded() {
+        guard countsOpenFlow else { return }
+        countsOpenFlow = false
+        services.openFlows.subtract(1, ordering: .relaxed)
+    }
+
+    // MARK: - Inbound from the client
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if stream != nil || pendingConnect != nil {
+            if case .head = part, !(stream?.isDone ?? false) || pendingConnect != nil {
+                queuedParts.append(part)
+                return
+            }
+            if !queuedParts.isEmpty {
+                queuedParts.append(part)
+                return
+            }
+        }
+        handle(part)
+    }
+
+    private func handle(_ part: HTTPServerRequestPart) {
+        switch part {
+        case .head(let head):
+            headTimer?.headReceived()
+            begin(head)
+        case .body(let buffer):
+            guard pendingConnect == nil, stream != nil else { return }
+            run(stream!.requestBodyReceived(buffer))
+        case .end(let trailers):
+            if let connect = pendingConnect {
+                pendingConnect = nil
+                openTunnel(connect)
+                return
+            }
+            guard stream != nil else { return }
+            run(stream!.requestEndReceived(trailers: trailers.map(Headers.init)))
+        }
+    }
+
+    private func begin(_ head: HTTPRequestHead) {
+        requestHead = head
+        flowStarted()
+        if !isHTTP2 && !head.isKeepAlive {
+            closeAfterResponse = true
+        }
+        let request: HTTPRequest
+        do {
+            request = try connection.makeRequest(head, isHTTP2: isHTTP2)
+        } catch {
+            services.logger.info("\(connection.client.peername): \(error.message)")
+            var flow = HTTPFlow(request: placeholderRequest(head), clientConnection: connection.client)
+            flow.request.timestampEnd = now()
+            closeAfterResponse = true
+            stream = HTTPStreamStateMachine(flow: flow, limits: limits)
+            run(stream!.fail(error.message, status: 400))
+            return
+        }
+        if request.method == "CONNECT", case .regular = connection.mode, connection.tunnelTarget == nil, !isHTTP2 {
+            pendingConnect = request
+            return
+        }
+        let flow = HTTPFlow(request: request, clientConnection: connection.client)
+        stream = HTTPStreamStateMachine(flow: flow, limits: limits)
+        run(stream!.start())
+    }
+
+    private var limits: HTTPStreamStateMachine.Limits {
+        .init(bodySizeLimit: services.options.bodySizeLimit, streamLargeBodies: services.options.streamLargeBodies)
+    }
+
+    private func placeholderRequest(_ head: HTTPRequestHead) -> HTTPRequest {
+        let host = connection.originalServerAddress ?? connection.client.sockname
+        return HTTPRequest(
+            method: head.method.rawValue,
+            scheme: connection.client.tls != nil ? "https" : "http",
+            host: host.host,
+            port: host.port,
+            path: head.uri,
+            httpVersion: "HTTP/\(head.version.major).\(head.version.minor)",
+            headers: Headers(head.headers)
+        )
+    }
+
+    // MARK: - Actions
+
+    private func run(_ action: HTTPStreamStateMachine.Action) {
+        guard let context else {
+            if case .runHook(let hook) = action, let flow = stream?.flow {
+                // The client is gone, but addons still hear how the flow ended.
+                services.runHook(hook, on: flow, eventLoop: connection.eventLoop) { _ in }
+            }
+            return
+        }
+        switch action {
+        case .wait:
+            break
+        case .runHook(let hook):
+            let flow = stream!.flow
+            services.runHook(hook, on: flow, eventLoop: context.eventLoop) { [self] edited in
+                guard self.stream != nil else { return }
+                self.run(self.stream!.hookCompleted(edited))
+            }
+        case .sendContinue:
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: clientVersion, status: .continue))), promise: nil)
+        case .sendRequest(let request, let body, let end):
+            sendRequest(request, body: body, end: end)
+        case .sendRequestBody(let buffer):
+            sendUpstream(.body(.byteBuffer(buffer)), flush: true)
+        case .sendRequestEnd(let trailers):
+            sendUpstream(.end(trailers?.storage), flush: true)
+        case .sendResponse(let response, let body, let end):
+            sendResponse(response, body: body, end: end, context: context)
+        case .sendResponseBody(let buffer):
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            if !context.channel.isWritable {
+                upstream?.handler.setReadsPaused(true)
+            }
+        case .sendResponseEnd(let trailers):
+            context.write(wrapOutboundOut(.end(trailers?.storage)), promise: nil)
+            responseEndWritten(context: context)
+        case .sendErrorResponse(let status, let message):
+            sendErrorResponse(status: status, message: message, context: context)
+        case .closeClient:
+            dropUpstream()
+            stream = nil
+            flowEnded()
+            context.close(promise: nil)
+        }
+    }
+
+    private var clientVersion: HTTPVersion {
+        if isHTTP2 { return .http1_1 }
+        return requestHead?.version ?? .http1_1
+    }
+
+    // MARK: - Towards the server
+
+    private func sendRequest(_ request: HTTPRequest, body: ByteBuffer?, end: Bool) {
+        let key = connection.serverKey(for: request)
+        var parts: [HTTPClientRequestPart] = []
+        parts.reserveCapacity(3)
+        parts.append(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "")))  // replaced once we know the server's HTTP version
+        if let body, body.readableBytes > 0 { parts.append(.body(.byteBuffer(body))) }
+        if end { parts.append(.end(request.trailers?.storage)) }
+        pendingUpstreamParts = parts
+        isConnecting = true
+        let bodyLength = end ? (body?.readableBytes ?? 0) : nil
+        connection.acquireStream(for: key, scheme: request.scheme).whenComplete { [self] result in
+            isConnecting = false
+            switch result {
+            case .success(let (server, handler)):
+                guard stream != nil, !isClosed else {
+                    connection.release(server, reusable: false)
+                    return
+                }
+                upstream = (server, handler)
+                stream!.attachServerConnection(server.server)
+                let head = Self.serverRequestHead(request, bodyLength: bodyLength, toHTTP2: server.isHTTP2)
+                var parts = pendingUpstreamParts
+                pendingUpstreamParts = []
+                parts[0] = .head(head)
+                handler.delegate = self
+                handler.begin(head, delegate: self)
+                for part in parts.dropFirst() {
+                    handler.send(part, flush: false)
+                }
+                handler.flush()
+            case .failure(let error):
+                pendingUpstreamParts = []
+                let message = (error as? ServerConnector.Failure)?.description ?? describe(error)
+                services.logger.info("\(connection.client.peername): \(message)")
+                guard stream != nil else { return }
+                run(stream!.serverFailed(message))
+            }
+        }
+    }
+
+    private func sendUpstream(_ part: HTTPClientRequestPart, flush: Bool) {
+        if isConnecting {
+            pendingUpstreamParts.append(part)
+            return
+        }
+        guard let upstream else { return }
+        upstream.handler.send(part, flush: flush)
+        if !upstream.handler.isWritable {
+            setReadsPaused(true)
+        }
+    }
+
+    /// The request head as the server should see it: origin-form target, the server's HTTP
+    /// version, and framing headers that match the body we send.
+    static func serverRequestHead(_ request: HTTPRequest, bodyLength: Int?, toHTTP2: Bool) -> HTTPRequestHead {
+        var headers = request.headers.storage
+        let version: HTTPVersion = request.httpVersion == "HTTP/1.0" && !toHTTP2 ? .http1_0 : .http1_1
+        if toHTTP2 {
+            if !headers.contains(name: "host") {
+                headers.add(name: "host", value: request.hostHeaderValue)
+            }
+        } else if request.httpVersion == "HTTP/2.0", !headers.contains(name: "host") {
+            headers.add(name: "host", value: request.hostHeaderValue)
+        }
+        if !toHTTP2 {
+            fixFraming(&headers, bodyLength: bodyLength, chunkedAllowed: version == .http1_1)
+        }
+        let uri = request.method == "CONNECT" ? request.authority : request.path
+        return HTTPRequestHead(version: version, method: HTTPMethod(rawValue: request.method), uri: uri, headers: headers)
+    }
+
+    /// Makes Content-Length / Transfer-Encoding agree with the body we are about to send: the exact
+    /// length when the whole body is known, chunked (or, failing that, close-delimited) when it streams.
+    /// Returns false when the message must be delimited by closing the connection.
+    @discardableResult
+    static func fixFraming(_ headers: inout HTTPHeaders, bodyLength: Int?, chunkedAllowed: Bool) -> Bool {
+        let isChunked = headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
+        if let bodyLength {
+            if isChunked { return true }
+            if let declared = headers.first(name: "content-length") {
+                if Int(declared) != bodyLength {
+                    headers.replaceOrAdd(name: "content-length", value: String(bodyLength))
+                }
+            } else if bodyLength > 0 {
+                headers.add(name: "content-length", value: String(bodyLength))
+            }
+            return true
+        }
+        if isChunked || headers.contains(name: "content-length") { return true }
+        if chunkedAllowed {
+            headers.add(name: "transfer-encoding", value: "chunked")
+            return true
+        }
+        return false
+    }
+
+    // MARK: - Towards the client
+
+    private func sendResponse(_ response: HTTPResponse, body: ByteBuffer?, end: Bool, context: ChannelHandlerContext) {
+        let method = stream?.flow.request.method ?? "GET"
+        var headers = response.headers.storage
+        let noBody = HTTPResponse.hasNoBody(statusCode: response.statusCode, requestMethod: method)
+        if !isHTTP2 {
+            if !noBody {
+                let delimited = Self.fixFraming(
+                    &headers,
+                    bodyLength: end ? (body?.readableBytes ?? 0) : nil,
+                    chunkedAllowed: clientVersion == .http1_1
+                )
+                if !delimited { closeAfterResponse = true }
+            }
+            if headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) {
+                closeAfterResponse = true
+            }
+            if closeAfterResponse && clientVersion == .http1_1 && !headers.contains(name: "connection") {
+                headers.add(name: "connection", value: "close")
+            }
+        }
+        let head = HTTPResponseHead(
+            version: clientVersion,
+            status: HTTPResponseStatus(statusCode: response.statusCode, reasonPhrase: response.reason),
+            headers: headers
+        )
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if let body, body.readableBytes > 0, !noBody {
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        }
+        if end {
+            context.write(wrapOutboundOut(.end(response.trailers?.storage)), promise: nil)
+            responseEndWritten(context: context)
+        } else {
+            context.flush()
+        }
+    }
+
+    private func responseEndWritten(context: ChannelHandlerContext) {
+        context.flush()
+        // The server exchange is over once the response is; a clean HTTP/1 connection is reused.
+        if let upstream {
+            let clean = !upstream.handler.isAwaitingResponse
+            connection.release(upstream.connection, reusable: clean)
+            if upstream.connection.isHTTP2 {
+                upstream.handler.channel?.close(promise: nil)
+            }
+            self.upstream = nil
+        }
+        guard stream != nil else { return }
+        let next = stream!.responseEndSent()
+        if case .wait = next {
+            finishExchange(context: context)
+        } else {
+            run(next)
+        }
+    }
+
+    private func sendErrorResponse(status: Int, message: String, context: ChannelHandlerContext) {
+        dropUpstream()
+        if stream?.hasStartedResponse == true || isClosed {
+            finishExchange(context: context)
+            return
+        }
+        let response = HTTPResponse.makeError(status, message: message)
+        if !isHTTP2 { closeAfterResponse = true }
+        var headers = response.headers.storage
+        if !isHTTP2 { headers.replaceOrAdd(name: "connection", value: "close") }
+        let head = HTTPResponseHead(
+            version: clientVersion,
+            status: HTTPResponseStatus(statusCode: status, reasonPhrase: response.reason),
+            headers: headers
+        )
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if let body = response.rawContent {
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        finishExchange(context: context)
+    }
+
+    /// The exchange is over: close the connection if it must, else take the next request.
+    private func finishExchange(context: ChannelHandlerContext) {
+        stream = nil
+        flowEnded()
+        requestHead = nil
+        if closeAfterResponse && !isHTTP2 {
+            context.close(promise: nil)
+            return
+        }
+        headTimer?.exchangeFinished()
+        let queued = queuedParts
+        queuedParts = []
+        for part in queued {
+            handle(part)
+        }
+    }
+
+    private func dropUpstream() {
+        if let upstream {
+            upstream.handler.delegate = nil
+            connection.release(upstream.connection, reusable: false)
+            if upstream.connection.isHTTP2 {
+                upstream.handler.channel?.close(promise: nil)
+            }
+            self.upstream = nil
+        }
+    }
+
+    /// Answers outside any flow (a timed-out head) and closes.
+    func writeBareResponse(status: Int, message: String) {
+        guard let context, stream == nil else { return }
+        services.logger.info("\(connection.client.peername): \(message)")
+        let response = HTTPResponse.makeError(status, message: message)
+        var headers = response.headers.storage
+        headers.replaceOrAdd(name: "connection", value: "close")
+        let head = HTTPResponseHead(
+            version: .http1_1,
+            status: HTTPResponseStatus(statusCode: status, reasonPhrase: response.reason),
+            headers: headers
+        )
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if let body = response.rawContent {
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    // MARK: - CONNECT
+
+    private func openTunnel(_ request: HTTPRequest) {
+        guard let context else { return }
+        let target = Address(host: request.host, port: request.port)
+        let head = HTTPResponseHead(
+            version: clientVersion,
+            status: HTTPResponseStatus(statusCode: 200, reasonPhrase: "Connection established")
+        )
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        connection.tunnelTarget = target
+        headTimer?.exchangeFinished()
+        do {
+            try PipelineSetup.switchToTunnel(pipeline: context.pipeline, connection: connection)
+        } catch {
+            services.logger.error("\(connection.client.peername): could not open tunnel to \(target): \(error)")
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: - Backpressure
+
+    func read(context: ChannelHandlerContext) {
+        if readsPaused {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    private func setReadsPaused(_ paused: Bool) {
+        readsPaused = paused
+        if !paused, pendingRead, let context {
+            pendingRead = false
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        upstream?.handler.setReadsPaused(!context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: - Closing and errors
+
+    func channelInactive(context: ChannelHandlerContext) {
+        isClosed = true
+        if stream != nil {
+            run(stream!.clientClosed())
+        }
+        dropUpstream()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let parserError = error as? HTTPParserError, !isHTTP2 {
+            // A malformed request: answer it with a readable reason, record it as a failed flow.
+            let (status, reason) = Self.describeParserError(parserError, limit: services.options.headerSizeLimit)
+            services.logger.info("\(connection.client.peername): HTTP protocol error in client request: \(reason)")
+            if stream == nil {
+                let head = requestHead ?? HTTPRequestHead(version: .http1_1, method: .init(rawValue: ""), uri: "")
+                var flow = HTTPFlow(request: placeholderRequest(head), clientConnection: connection.client)
+                flow.request.timestampEnd = now()
+                closeAfterResponse = true
+                stream = HTTPStreamStateMachine(flow: flow, limits: limits)
+                run(stream!.fail(reason, status: status))
+            } else {
+                closeAfterResponse = true
+                run(stream!.fail(reason, status: status))
+            }
+            return
+        }
+        context.close(promise: nil)
+    }
+
+    static func describeParserError(_ error: HTTPParserError, limit: Int) -> (Int, String) {
+        switch error {
+        case .headerOverflow:
+            return (431, "Request header too large: the request head exceeds the limit of \(limit) bytes (header_size_limit).")
+        case .invalidMethod:
+            return (400, "Bad request: invalid HTTP method.")
+        case .invalidURL:
+            return (400, "Bad request: invalid request target.")
+        case .invalidHeaderToken:
+            return (400, "Bad request: invalid character in a header name.")
+        case .invalidVersion:
+            return (400, "Bad request: invalid HTTP version.")
+        case .invalidContentLength, .unexpectedContentLength:
+            return (400, "Bad request: invalid Content-Length.")
+        case .invalidChunkSize:
+            return (400, "Bad request: invalid chunk size in chunked body.")
+        default:
+            return (400, "Bad request: malformed HTTP request (\(error)).")
+        }
+    }
+}
+
+// MARK: - Server responses
+
+extension HTTPProxyHandler: UpstreamExchangeDelegate {
+    func upstreamResponseHead(_ head: HTTPResponseHead) {
+        guard stream != nil else { return }
+        var response = HTTPResponse(
+            httpVersion: upstream?.connection.isHTTP2 == true ? "HTTP/2.0" : "HTTP/\(head.version.major).\(head.version.minor)",
+            statusCode: Int(head.status.code),
+            reason: head.status.reasonPhrase,
+            headers: Headers(head.headers)
+        )
+        response.timestampStart = now()
+        run(stream!.responseHeadReceived(response))
+    }
+
+    func upstreamResponseBody(_ buffer: ByteBuffer) {
+        guard stream != nil else { return }
+        run(stream!.responseBodyReceived(buffer))
+    }
+
+    func upstreamResponseEnd(_ trailers: HTTPHeaders?) {
+        guard stream != nil else { return }
+        run(stream!.responseEndReceived(trailers: trailers.map(Headers.init)))
+    }
+
+    func upstreamFailed(_ message: String) {
+        upstream = nil
+        guard stream != nil else { return }
+        run(stream!.serverFailed(message))
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        setReadsPaused(!isWritable)
+    }
+}
+
+extension HTTPResponse {
+    /// The response the proxy itself sends when a flow fails: a small HTML page with the reason.
+    static func makeError(_ status: Int, message: String) -> HTTPResponse {
+        let reason = HTTPResponseStatus(statusCode: status).reasonPhrase
+        let escaped = message
+            .replacingOccurrences(of: "&", with: "&amp;")
+            .replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;")
+        let body = """
+            <!DOCTYPE html>
+            <html>
+            <head><title>\(status) \(reason)</title></head>
+            <body>
+            <h1>\(status) \(reason)</h1>
+            <p>\(escaped)</p>
+            </body>
+            </html>
+
+            """
+        return HTTPResponse.make(status, body: body, headers: ["content-type": "text/html; charset=utf-8"])
+    }
+}

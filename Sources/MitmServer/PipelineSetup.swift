@@ -1,0 +1,185 @@
+import MitmAddons
+import MitmCore
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import NIOPosix
+
+/// Builds and rebuilds client pipelines: where mitmproxy's `NextLayer` decides which layer comes
+/// next, we decide which handlers come next. The decisions themselves are pure functions
+/// (`ProtocolSniffer`, `ClientHello.parse`); this file only wires handlers.
+enum PipelineSetup {
+    /// A client has connected to a listener in `mode`.
+    static func configureNewClient(channel: any Channel, services: ProxyServices, mode: ProxyMode) throws {
+        let peer = channel.remoteAddress.flatMap(Address.init) ?? Address(host: "?", port: 0)
+        let local = channel.localAddress.flatMap(Address.init) ?? Address(host: "?", port: 0)
+        let client = ClientConnection(peername: peer, sockname: local, proxyMode: mode.description)
+        let connection = ClientConnectionContext(services: services, eventLoop: channel.eventLoop, mode: mode, client: client)
+        services.notify { addons in
+            var client = client
+            await addons.clientConnected(&client)
+        }
+        channel.closeFuture.whenComplete { _ in
+            connection.close()
+            var client = connection.client
+            client.timestampEnd = now()
+            let closed = client
+            services.notify { await $0.clientDisconnected(closed) }
+        }
+        switch mode {
+        case .regular:
+            try addHTTP1(to: channel.pipeline.syncOperations, connection: connection)
+        case .reverse:
+            try channel.pipeline.syncOperations.addHandler(makePeekHandler(connection: connection))
+        }
+    }
+
+    /// HTTP/1 towards the client: timeouts, codec with framing left to us, the proxy handler.
+    static func addHTTP1(to pipeline: ChannelPipeline.SynchronousOperations, connection: ClientConnectionContext) throws {
+        let options = connection.options
+        let timer = RequestHeadTimer(headTimeout: options.requestHeadTimeout, idleTimeout: options.idleTimeout)
+        var encoderConfiguration = HTTPResponseEncoder.Configuration()
+        encoderConfiguration.automaticallySetFramingHeaders = false
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = options.headerSizeLimit
+        limits.maxHeaderFieldSize = options.headerSizeLimit
+        let handler = HTTPProxyHandler(connection: connection, isHTTP2: false, headTimer: timer)
+        timer.onHeadTimeout = { [weak handler] in handler?.requestHeadTimedOut() }
+        try pipeline.addHandlers([
+            timer,
+            HTTPResponseEncoder(configuration: encoderConfiguration),
+            ByteToMessageHandler(
+                HTTPRequestDecoder(
+                    leftOverBytesStrategy: .forwardBytes,
+                    informationalResponseStrategy: .drop,
+                    limitConfiguration: limits
+                )
+            ),
+            handler,
+        ])
+    }
+
+    /// HTTP/2 towards the client: each stream gets NIO's HTTP/2 ⇄ HTTP/1 codec and its own proxy
+    /// handler, so every stream is one flow.
+    static func addHTTP2(to channel: any Channel, connection: ClientConnectionContext) throws {
+        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+            mode: .server,
+            connectionConfiguration: .init(),
+            streamConfiguration: .init(),
+            inboundStreamInitializer: { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    try stream.pipeline.syncOperations.addHandlers([
+                        HTTP2FramePayloadToHTTP1ServerCodec(),
+                        HTTPProxyHandler(connection: connection, isHTTP2: true, headTimer: nil),
+                    ])
+                }
+            }
+        )
+    }
+
+    /// After `CONNECT`: the HTTP/1 handlers leave, and whatever the client sends next is peeked at.
+    static func switchToTunnel(pipeline: ChannelPipeline, connection: ClientConnectionContext) throws {
+        let sync = pipeline.syncOperations
+        try sync.addHandler(makePeekHandler(connection: connection))
+        let decoder = try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        let encoder = try sync.handler(type: HTTPResponseEncoder.self)
+        let timer = try sync.handler(type: RequestHeadTimer.self)
+        let proxy = try sync.handler(type: HTTPProxyHandler.self)
+        // The decoder goes last: on removal it hands bytes it has not parsed to the peek handler.
+        pipeline.removeHandler(proxy, promise: nil)
+        pipeline.removeHandler(encoder, promise: nil)
+        pipeline.removeHandler(timer, promise: nil)
+        pipeline.removeHandler(decoder, promise: nil)
+    }
+
+    /// Peeks at the first bytes and picks what comes next: TLS interception, HTTP/1, HTTP/2 with
+    /// prior knowledge, or (for anything else in a tunnel) a raw pass-through.
+    static func makePeekHandler(connection: ClientConnectionContext) -> ProtocolPeekHandler {
+        ProtocolPeekHandler { bytes in
+            switch ProtocolSniffer.sniff(bytes) {
+            case .needMoreData:
+                return .needMoreData
+            case .tls:
+                switch ClientHello.parse(bytes) {
+                case .needMoreData:
+                    return .needMoreData
+                case .clientHello(let hello):
+                    return .decided { context in
+                        TLSInterceptor.intercept(hello: hello, peekContext: context, connection: connection)
+                    }
+                case .notTLS, .malformed:
+                    let reason: String
+                    if case .malformed(let why) = ClientHello.parse(bytes) { reason = why } else { reason = "not TLS" }
+                    return .decided { context in
+                        connection.services.logger.info(
+                            "\(connection.client.peername): Client TLS handshake failed: invalid ClientHello (\(reason))"
+                        )
+                        context.close(promise: nil)
+                    }
+                }
+            case .http1:
+                return .decided { context in
+                    do {
+                        try addHTTP1(to: context.pipeline.syncOperations, connection: connection)
+                        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+                    } catch {
+                        context.close(promise: nil)
+                    }
+                }
+            case .http2Preface:
+                return .decided { context in
+                    do {
+                        try addHTTP2(to: context.channel, connection: connection)
+                        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+                    } catch {
+                        context.close(promise: nil)
+                    }
+                }
+            case .unknown:
+                return .decided { context in
+                    guard let target = connection.originalServerAddress else {
+                        context.close(promise: nil)
+                        return
+                    }
+                    passThrough(peekContext: context, to: target, connection: connection)
+                }
+            }
+        }
+    }
+
+    /// Relays the connection to `target` byte for byte (no interception).
+    static func passThrough(peekContext: ChannelHandlerContext, to target: Address, connection: ClientConnectionContext) {
+        let clientChannel = peekContext.channel
+        let peek = NIOLoopBound(peekContext, eventLoop: peekContext.eventLoop)
+        ClientBootstrap(group: clientChannel.eventLoop)
+            .connectTimeout(.milliseconds(Int64(connection.options.connectTimeout * 1000)))
+            .connect(host: target.host, port: target.port)
+            .whenComplete { result in
+                let peekContext = peek.value
+                switch result {
+                case .success(let serverChannel):
+                    let (ours, theirs) = GlueHandler.matchedPair()
+                    do {
+                        try serverChannel.pipeline.syncOperations.addHandler(theirs)
+                        try peekContext.pipeline.syncOperations.addHandler(ours)
+                        peekContext.pipeline.syncOperations.removeHandler(context: peekContext, promise: nil)
+                    } catch {
+                        serverChannel.close(promise: nil)
+                        clientChannel.close(promise: nil)
+                    }
+                case .failure(let error):
+                    connection.services.logger.info(
+                        "\(connection.client.peername): Error connecting to \(target): \(describe(error))"
+                    )
+                    clientChannel.close(promise: nil)
+                }
+            }
+    }
+}
+
+extension HTTPProxyHandler {
+    /// A client that began a request head and did not finish it in time gets a 408.
+    func requestHeadTimedOut() {
+        writeBareResponse(status: 408, message: "Request head not received within the request_head_timeout.")
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Logging
+import MitmAddons
+import MitmCertificates
+import MitmCore
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The proxy: listeners, the certificate store and the addons, on one event loop group. Each client
+/// connection and every server connection it opens stay on one event loop.
+public final class ProxyServer: Sendable {
+    public let options: ProxyOptions
+    private let services: ProxyServices
+    private let group: MultiThreadedEventLoopGroup
+    private let listeners = Mutex<[any Channel]>([])
+    private let ownsGroup: Bool
+
+    /// Sets up the proxy: loads or creates the CA in `options.confdir` and the user's `--certs`.
+    /// Throws a readable error when the CA or a certificate file cannot be used.
+    public init(
+        options: ProxyOptions,
+        addons: [any Addon],
+        logger: Logger = Logger(label: "mitmproxy"),
+        group: MultiThreadedEventLoopGroup? = nil
+    ) throws {
+        self.options = options
+        let confdir = NSString(string: options.confdir).expandingTildeInPath
+        let authority = try CertificateAuthority.loadOrCreate(confdir: confdir)
+        let certificates = CertificateStore(authority: authority)
+        for spec in options.certs {
+            try certificates.addCustomCertificate(spec: spec)
+        }
+        let manager = AddonManager(addons: addons, context: AddonContext(options: options, logger: logger))
+        self.services = ProxyServices(options: options, addons: manager, certificates: certificates, logger: logger)
+        self.ownsGroup = group == nil
+        self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+    }
+
+    /// Binds one listener per mode and starts serving. Returns the bound addresses (useful with port 0).
+    @discardableResult
+    public func start() async throws -> [SocketAddress] {
+        var addresses: [SocketAddress] = []
+        for mode in options.modes {
+            let services = self.services
+            let host = options.listenHost.isEmpty ? "0.0.0.0" : options.listenHost
+            let channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try PipelineSetup.configureNewClient(channel: channel, services: services, mode: mode)
+                    }
+                }
+                .bind(host: host, port: options.listenPort)
+                .get()
+            listeners.withLock { $0.append(channel) }
+            if let address = channel.localAddress {
+                addresses.append(address)
+                let shown = address.ipAddress.map { Address(host: $0, port: address.port ?? 0).description } ?? "\(address)"
+                let modeText = options.modes.count > 1 || mode != .regular ? " (\(mode))" : ""
+                services.logger.notice("\(modeText.isEmpty ? "HTTP(S) proxy" : "Proxy server\(modeText)") listening at \(shown).")
+            }
+        }
+        await services.addons.running()
+        return addresses
+    }
+
+    /// Flows still in progress (requests read, response not yet sent).
+    public var openFlowCount: Int { services.openFlows.load(ordering: .relaxed) }
+
+    /// Stops accepting, lets open flows finish (up to `grace` seconds), then closes everything and
+    /// tells the addons we are done.
+    public func shutdown(grace: Double = 5) async {
+        let channels = listeners.withLock { channels in
+            defer { channels.removeAll() }
+            return channels
+        }
+        for channel in channels {
+            try? await channel.close()
+        }
+        let deadline = Date().addingTimeInterval(grace)
+        while openFlowCount > 0 && Date() < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        await services.addons.done()
+        if ownsGroup {
+            try? await group.shutdownGracefully()
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import Logging
+import MitmAddons
+import MitmCertificates
+import MitmCore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
+import Synchronization
+
+/// What every connection of one proxy shares: options, addons, the certificate store and the TLS
+/// contexts made from it. Immutable apart from the caches, which are lock-protected.
+final class ProxyServices: Sendable {
+    let options: ProxyOptions
+    let addons: AddonManager
+    let certificates: CertificateStore
+    let logger: Logger
+    /// Flows in progress, so shutdown can let them finish.
+    let openFlows = Atomic<Int>(0)
+
+    /// Server-side contexts (towards clients), one per leaf and ALPN choice, so a repeated host costs
+    /// neither signing nor context set-up. Protected by its lock.
+    private let serverContexts = NIOLockedValueBox([ServerContextKey: NIOSSLContext]())
+    /// Client-side contexts (towards servers), one per ALPN offer list. Protected by its lock.
+    private let clientContexts = NIOLockedValueBox([[String]: NIOSSLContext]())
+
+    struct ServerContextKey: Hashable {
+        var leaf: LeafRequest
+        var alpn: String?
+    }
+
+    init(options: ProxyOptions, addons: AddonManager, certificates: CertificateStore, logger: Logger) {
+        self.options = options
+        self.addons = addons
+        self.certificates = certificates
+        self.logger = logger
+    }
+
+    // MARK: - Hooks
+
+    /// Runs an HTTP hook and calls `completion` with the edited flow on `eventLoop`, never inline, so
+    /// a handler is not re-entered while it runs an action.
+    ///
+    /// The hook chain starts as an immediate task: addons that do not suspend run straight away on
+    /// the event loop thread, without a hop through the global executor.
+    func runHook(
+        _ hook: HTTPHook,
+        on flow: HTTPFlow,
+        eventLoop: any EventLoop,
+        completion: @escaping (HTTPFlow) -> Void
+    ) {
+        let completion = NIOLoopBound(completion, eventLoop: eventLoop)
+        let addons = self.addons
+        Task.immediate {
+            var flow = flow
+            await addons.run(hook, on: &flow)
+            let result = flow
+            eventLoop.execute { completion.value(result) }
+        }
+    }
+
+    /// Runs any other hook, fire-and-forget, in the background (connection and TLS events).
+    func notify(_ body: @escaping @Sendable (AddonManager) async -> Void) {
+        let addons = self.addons
+        Task.immediate { await body(addons) }
+    }
+
+    // MARK: - TLS contexts
+
+    /// The context that presents `leaf` to a client and selects `alpn` (if the client offered it).
+    func serverContext(for request: LeafRequest, leaf: LeafCertificate, alpn: String?) throws -> NIOSSLContext {
+        let key = ServerContextKey(leaf: request, alpn: alpn)
+        if let context = serverContexts.withLockedValue({ $0[key] }) {
+            return context
+        }
+        let chain = try leaf.chainDER.map { try NIOSSLCertificate(bytes: $0, format: .der) }
+        let privateKey = try NIOSSLPrivateKey(bytes: leaf.privateKeyDER, format: .der)
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) },
+            privateKey: .privateKey(privateKey)
+        )
+        configuration.applicationProtocols = alpn.map { [$0] } ?? []
+        let context = try NIOSSLContext(configuration: configuration)
+        serverContexts.withLockedValue {
+            if $0.count > 2000 { $0.removeAll() }
+            $0[ServerContextKey(leaf: request, alpn: alpn)] = context
+        }
+        return context
+    }
+
+    /// The context for connecting to servers, offering `alpn`; verification follows `ssl_insecure`.
+    func clientContext(alpn: [String]) throws -> NIOSSLContext {
+        if let context = clientContexts.withLockedValue({ $0[alpn] }) {
+            return context
+        }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.applicationProtocols = alpn
+        if options.sslInsecure {
+            configuration.certificateVerification = .none
+        }
+        let context = try NIOSSLContext(configuration: configuration)
+        clientContexts.withLockedValue { $0[alpn] = context }
+        return context
+    }
+}

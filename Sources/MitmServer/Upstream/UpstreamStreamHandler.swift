@@ -1,0 +1,141 @@
+import NIOCore
+import NIOHTTP1
+
+/// Receives what the server sends for one exchange.
+protocol UpstreamExchangeDelegate: AnyObject {
+    func upstreamResponseHead(_ head: HTTPResponseHead)
+    func upstreamResponseBody(_ buffer: ByteBuffer)
+    func upstreamResponseEnd(_ trailers: HTTPHeaders?)
+    /// The server failed or closed before the response was complete.
+    func upstreamFailed(_ message: String)
+    /// The server side can (or can no longer) take more request body without buffering.
+    func upstreamWritabilityChanged(isWritable: Bool)
+}
+
+/// The last handler of a server connection's pipeline (HTTP/1) or of one HTTP/2 stream channel:
+/// hands the response parts to the exchange's delegate, and withholds reads while the client side
+/// cannot take more (backpressure across the pair, as NIO's GlueHandler does).
+///
+/// Confined to its channel's event loop, like every handler; `@unchecked Sendable` only so it can
+/// travel inside futures completed on that same loop.
+final class UpstreamStreamHandler: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    weak var delegate: (any UpstreamExchangeDelegate)?
+    private var context: ChannelHandlerContext?
+    private var readsPaused = false
+    private var pendingRead = false
+    /// Whether a response is under way (so a close means a failure).
+    private(set) var isAwaitingResponse = false
+    private(set) var isClosed = false
+    /// Set when the server said it will close the connection after this response.
+    private(set) var serverWillClose = false
+
+    var channel: (any Channel)? { context?.channel }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: - Outbound
+
+    /// Starts an exchange: the request head goes out now, the body follows through `send`.
+    func begin(_ head: HTTPRequestHead, delegate: any UpstreamExchangeDelegate) {
+        self.delegate = delegate
+        isAwaitingResponse = true
+        serverWillClose = false
+        send(.head(head), flush: false)
+    }
+
+    func send(_ part: HTTPClientRequestPart, flush: Bool) {
+        guard let context else { return }
+        context.write(wrapOutboundOut(part), promise: nil)
+        if flush { context.flush() }
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    /// Stops (or resumes) reading from the server while the client cannot take more.
+    func setReadsPaused(_ paused: Bool) {
+        readsPaused = paused
+        if !paused, pendingRead, let context {
+            pendingRead = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readsPaused {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    // MARK: - Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            if head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" })
+                || head.version.major == 1 && head.version.minor == 0
+                    && !head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "keep-alive" })
+            {
+                serverWillClose = true
+            }
+            delegate?.upstreamResponseHead(head)
+        case .body(let buffer):
+            delegate?.upstreamResponseBody(buffer)
+        case .end(let trailers):
+            isAwaitingResponse = false
+            let delegate = self.delegate
+            self.delegate = nil
+            delegate?.upstreamResponseEnd(trailers)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.upstreamWritabilityChanged(isWritable: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        isClosed = true
+        failIfAwaiting("Server disconnected.")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failIfAwaiting(describe(error))
+        context.close(promise: nil)
+    }
+
+    private func failIfAwaiting(_ message: String) {
+        guard isAwaitingResponse || delegate != nil else { return }
+        isAwaitingResponse = false
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.upstreamFailed(message)
+    }
+}
+
+/// A readable one-line description of a network, TLS or protocol error.
+func describe(_ error: any Error) -> String {
+    if let error = error as? IOError {
+        return error.description
+    }
+    if let error = error as? HTTPParserError {
+        return "HTTP protocol error: \(error)"
+    }
+    return String(describing: error)
+}

@@ -1,0 +1,174 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MitmAddons
+import MitmCore
+import MitmServer
+
+/// `mitmdump`: the command-line front end. It parses mitmproxy's flags (modern and classic), builds
+/// the options, and runs the proxy with the dump output as an ordinary addon.
+@main
+struct MitmDump: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mitmdump",
+        abstract: "An interactive, TLS-capable intercepting HTTP proxy, printing what passes through it."
+    )
+
+    @Option(name: [.short, .long], help: "Proxy mode: regular, reverse:URL. May be given more than once.")
+    var mode: [String] = []
+
+    @Option(name: .customShort("R"), help: "Reverse proxy to URL (classic form of --mode reverse:URL).")
+    var reverse: String?
+
+    @Option(name: [.long], help: "Address to bind the proxy to.")
+    var listenHost: String?
+
+    @Option(name: [.short, .customLong("listen-port")], help: "Proxy service port.")
+    var port: Int?
+
+    @Option(name: .long, help: "Set an option: --set name=value. May be given more than once.")
+    var set: [String] = []
+
+    @Flag(name: [.short, .long], help: "Quiet: print nothing but errors.")
+    var quiet = false
+
+    @Flag(name: [.short, .long], help: "Increase log verbosity.")
+    var verbose: Int
+
+    @Option(name: .long, help: "Flow detail: 0 nothing, 1 one line per flow, 2 headers, 3 truncated bodies, 4 full bodies.")
+    var flowDetail: Int?
+
+    @Flag(name: [.customShort("k"), .customLong("ssl-insecure")], help: "Do not verify upstream server TLS certificates.")
+    var sslInsecure = false
+
+    @Option(name: .long, help: "SSL certificates of the form \"[domain=]path\". May be given more than once.")
+    var certs: [String] = []
+
+    @Flag(inversion: .prefixedNo, help: "Connect to the server first to copy its certificate's names.")
+    var upstreamCert: Bool?
+
+    @Flag(inversion: .prefixedNo, help: "Enable or disable HTTP/2 support.")
+    var http2: Bool?
+
+    @Flag(name: .long, help: "Reverse proxy: keep the original Host header instead of rewriting it.")
+    var keepHostHeader = false
+
+    @Flag(name: .long, help: "Use the Host header to construct URLs for display.")
+    var showhost = false
+
+    @Argument(help: "Filter expression (not supported yet).")
+    var filter: [String] = []
+
+    func run() async throws {
+        var options = ProxyOptions()
+        var dumper = DumperOptions()
+        var verbosity = Logger.Level.info
+        do {
+            try apply(to: &options, dumper: &dumper, verbosity: &verbosity)
+        } catch let error as OptionError {
+            throw ValidationError(error.description)
+        }
+        let level = verbosity
+        LoggingSystem.bootstrap { _ in
+            var handler = TermLogHandler()
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "mitmproxy")
+        var addons: [any Addon] = []
+        if dumper.flowDetail > 0 {
+            addons.append(Dumper(options: dumper, sink: StandardOutputSink()))
+        }
+        let server: ProxyServer
+        do {
+            server = try ProxyServer(options: options, addons: addons, logger: logger)
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+        do {
+            try await server.start()
+        } catch {
+            logger.critical("Error starting proxy server: \(error)")
+            throw ExitCode(1)
+        }
+        await waitForTermination()
+        await server.shutdown()
+    }
+
+    /// Turns the flags and `--set` values into options, in mitmproxy's precedence (flags and `--set`
+    /// in the order mitmproxy applies them).
+    private func apply(to options: inout ProxyOptions, dumper: inout DumperOptions, verbosity: inout Logger.Level) throws {
+        var modes = try mode.map { spec in
+            do { return try ProxyMode(parsing: spec) } catch { throw OptionError.invalid("mode", spec, "\(error)") }
+        }
+        if let reverse {
+            let spec = "reverse:\(reverse)"
+            do { modes.append(try ProxyMode(parsing: spec)) } catch { throw OptionError.invalid("mode", spec, "\(error)") }
+        }
+        if !modes.isEmpty { options.modes = modes }
+        if let listenHost { options.listenHost = listenHost }
+        if let port { options.listenPort = port }
+        if sslInsecure { options.sslInsecure = true }
+        options.certs += certs
+        if let upstreamCert { options.upstreamCert = upstreamCert }
+        if let http2 { options.http2 = http2 }
+        if keepHostHeader { options.keepHostHeader = true }
+        if showhost { dumper.showHost = true }
+        if let flowDetail { dumper.flowDetail = flowDetail }
+        if verbose > 0 {
+            verbosity = .debug
+            dumper.flowDetail = max(dumper.flowDetail, min(4, 1 + verbose))
+        }
+        for assignment in set {
+            guard let eq = assignment.firstIndex(of: "=") else {
+                throw OptionError.syntax(assignment)
+            }
+            let name = String(assignment[..<eq])
+            let value = String(assignment[assignment.index(after: eq)...])
+            try OptionSetter.set(name, value, options: &options, dumper: &dumper, verbosity: &verbosity)
+        }
+        if quiet {
+            dumper.flowDetail = 0
+            verbosity = .error
+        }
+        if !filter.isEmpty {
+            throw OptionError.invalid("filter", filter.joined(separator: " "), "filter expressions are not supported yet")
+        }
+        guard (0...4).contains(dumper.flowDetail) else {
+            throw OptionError.invalid("flow_detail", String(dumper.flowDetail), "expected 0 to 4")
+        }
+        guard (0...65535).contains(options.listenPort) else {
+            throw OptionError.invalid("listen_port", String(options.listenPort), "expected a port number from 0 to 65535")
+        }
+    }
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM.
+func waitForTermination() async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let once = SignalOnce(continuation)
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .main)
+            source.setEventHandler { once.fire() }
+            source.resume()
+            SignalOnce.sources.append(source)
+        }
+    }
+}
+
+/// Resumes the continuation on the first signal only. Touched on the main dispatch queue only.
+final class SignalOnce: @unchecked Sendable {
+    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
+    private var continuation: CheckedContinuation<Void, Never>?
+
+    init(_ continuation: CheckedContinuation<Void, Never>) {
+        self.continuation = continuation
+    }
+
+    func fire() {
+        continuation?.resume()
+        continuation = nil
+    }
+}
