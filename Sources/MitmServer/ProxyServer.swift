@@ -59,13 +59,21 @@ public final class ProxyServer: Sendable {
             listeners.withLock { $0.append(channel) }
             if let address = channel.localAddress {
                 addresses.append(address)
-                let shown = address.ipAddress.map { Address(host: $0, port: address.port ?? 0).description } ?? "\(address)"
-                let modeText = options.modes.count > 1 || mode != .regular ? " (\(mode))" : ""
-                services.logger.notice("\(modeText.isEmpty ? "HTTP(S) proxy" : "Proxy server\(modeText)") listening at \(shown).")
+                let shownHost = options.listenHost.isEmpty ? "*" : (address.ipAddress ?? host)
+                let shown = "\(shownHost.contains(":") ? "[\(shownHost)]" : shownHost):\(address.port ?? 0)"
+                services.logger.notice("\(Self.describe(mode)) listening at \(shown).")
             }
         }
         await services.addons.running()
         return addresses
+    }
+
+    /// How mitmdump names a listener at start-up.
+    static func describe(_ mode: ProxyMode) -> String {
+        switch mode {
+        case .regular: "HTTP(S) proxy"
+        case .reverse: "Reverse proxy to \(String(describing: mode).dropFirst("reverse:".count))"
+        }
     }
 
     /// Flows still in progress (requests read, response not yet sent).

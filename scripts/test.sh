@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need (Debian packages), then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if command -v apt-get >/dev/null 2>&1; then
+    missing=()
+    for package in libbrotli-dev libzstd-dev curl openssl; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
+fi
+python3 -c 'import requests' 2>/dev/null || python3 -m pip install -q requests || true
+swift build --build-tests
+swift test --skip-build
