@@ -21,6 +21,9 @@ final class ClientConnectionContext: @unchecked Sendable {
     private var http2: [ServerKey: UpstreamConnection] = [:]
     private var open: [ObjectIdentifier: UpstreamConnection] = [:]
     private var isClosed = false
+    /// Why the connection opened ahead of the first request (for the server's certificate) failed:
+    /// that request gets the same answer instead of a second, identical attempt.
+    var eagerFailure: (key: ServerKey, message: String)?
 
     init(services: ProxyServices, eventLoop: any EventLoop, mode: ProxyMode, client: ClientConnection) {
         self.services = services
@@ -155,6 +158,10 @@ final class ClientConnectionContext: @unchecked Sendable {
                 return connection.openStream(scheme: scheme).map { (connection, $0) }
             }
             connection.channel.close(promise: nil)
+        }
+        if let failure = eagerFailure, failure.key == key {
+            eagerFailure = nil
+            return eventLoop.makeFailedFuture(ServerConnector.Failure(description: failure.message))
         }
         let offers = upstreamALPNOffers(clientOffers: client.tls.map { $0.alpnOffers })
         return connect(key: key, alpnOffers: offers).flatMap { connection in

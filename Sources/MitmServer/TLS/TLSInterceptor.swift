@@ -102,7 +102,7 @@ enum TLSInterceptor {
             }
             .flatMapError { error in
                 let message = (error as? ServerConnector.Failure)?.description ?? describe(error)
-                connection.services.logger.info("\(connection.client.peername): \(message)")
+                connection.eagerFailure = (key, message)
                 return eventLoop.makeSucceededFuture(nil)
             }
     }

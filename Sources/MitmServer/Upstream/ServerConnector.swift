@@ -1,3 +1,4 @@
+import Foundation
 import MitmCore
 import NIOCore
 import NIOHTTP1
@@ -178,22 +179,34 @@ func describe(tlsVersion: TLSVersion) -> String {
     }
 }
 
-/// TLS errors as a person reads them: BoringSSL's reason rather than the whole error stack.
+/// TLS errors as a person reads them: BoringSSL's reason ("certificate verify failed") rather than
+/// the whole error stack.
 func describe(tlsError error: any Error) -> String {
     if let error = error as? NIOSSLError {
         switch error {
         case .handshakeFailed(let inner):
-            let text = String(describing: inner)
-            if text.contains("CERTIFICATE_VERIFY_FAILED") {
-                return "certificate verify failed (\(text))"
-            }
-            return text
+            return openSSLReason(String(describing: inner)) ?? "\(inner)"
+        case .uncleanShutdown:
+            return "connection closed during handshake"
         default:
-            return String(describing: error)
+            return "\(error)"
         }
+    }
+    if let error = error as? BoringSSLError {
+        return openSSLReason(String(describing: error)) ?? "\(error)"
     }
     if let error = error as? ChannelError, case .eof = error {
         return "connection closed during handshake"
     }
     return describe(error)
+}
+
+/// Pulls the reason out of an OpenSSL-style error string, `…:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED at …`
+/// becomes `certificate verify failed`.
+private func openSSLReason(_ text: String) -> String? {
+    guard let marker = text.range(of: "OPENSSL_internal:") else { return nil }
+    let rest = text[marker.upperBound...]
+    let end = rest.firstIndex(where: { $0 == " " || $0 == "]" || $0 == ")" }) ?? rest.endIndex
+    let reason = rest[..<end].replacingOccurrences(of: "_", with: " ").lowercased()
+    return reason.isEmpty ? nil : reason
 }

@@ -1,5 +1,7 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// Receives what the server sends for one exchange.
 protocol UpstreamExchangeDelegate: AnyObject {
@@ -131,8 +133,24 @@ final class UpstreamStreamHandler: ChannelDuplexHandler, RemovableChannelHandler
 
 /// A readable one-line description of a network, TLS or protocol error.
 func describe(_ error: any Error) -> String {
+    if let error = error as? NIOConnectionError {
+        if let failure = error.connectionErrors.first {
+            return describe(failure.error)
+        }
+        if error.dnsAError != nil || error.dnsAAAAError != nil {
+            return "could not resolve host \(error.host)"
+        }
+        return "could not connect to \(error.host):\(error.port)"
+    }
     if let error = error as? IOError {
-        return error.description
+        return String(cString: strerror(error.errnoCode))
+    }
+    if let error = error as? ChannelError {
+        switch error {
+        case .connectTimeout(let amount): return "connection timed out after \(amount.nanoseconds / 1_000_000_000) s"
+        case .eof: return "connection closed"
+        default: return "\(error)"
+        }
     }
     if let error = error as? HTTPParserError {
         return "HTTP protocol error: \(error)"
