@@ -58,6 +58,8 @@ enum TLSInterceptor {
             case .success(let (request, leaf, alpn)):
                 do {
                     let context = try services.serverContext(for: request, leaf: leaf, alpn: alpn)
+                    let data = TLSHookData(side: .client, client: connection.client)
+                    services.notify { await $0.tls(.tlsStartClient, data) }
                     let sync = peekContext.pipeline.syncOperations
                     try sync.addHandlers(
                         [

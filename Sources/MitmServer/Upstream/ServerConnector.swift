@@ -1,4 +1,5 @@
 import Foundation
+import MitmAddons
 import MitmCore
 import NIOCore
 import NIOHTTP1
@@ -24,6 +25,11 @@ enum ServerConnector {
     ) -> EventLoopFuture<UpstreamConnection> {
         var server = ServerConnection(address: key.address, usesTLS: key.usesTLS, sni: key.sni, alpnOffers: alpnOffers)
         server.timestampStart = now()
+        let connectData = ServerConnectionHookData(client: client, server: server)
+        services.notify { addons in
+            var data = connectData
+            await addons.serverConnect(&data)
+        }
         let options = services.options
         let address = key.address
         let bootstrap = ClientBootstrap(group: eventLoop)
@@ -39,7 +45,16 @@ enum ServerConnector {
                 server.sockname = channel.localAddress.flatMap(Address.init)
                 let ready: EventLoopFuture<String?>
                 if key.usesTLS {
+                    let data = TLSHookData(side: .server, client: client, server: server)
+                    services.notify { await $0.tls(.tlsStartServer, data) }
                     ready = startTLS(on: channel, key: key, alpnOffers: alpnOffers, services: services)
+                        .flatMapError { error in
+                            var failed = server
+                            failed.error = "\(error)"
+                            let data = TLSHookData(side: .server, client: client, server: failed, error: "\(error)")
+                            services.notify { await $0.tls(.tlsFailedServer, data) }
+                            return eventLoop.makeFailedFuture(error)
+                        }
                 } else {
                     ready = eventLoop.makeSucceededFuture(nil)
                 }
@@ -57,6 +72,8 @@ enum ServerConnector {
                             tlsVersion: version.flatMap { $0 }.map(describe(tlsVersion:)),
                             certificateChain: chain.map { [$0] } ?? []
                         )
+                        let data = TLSHookData(side: .server, client: client, server: server)
+                        services.notify { await $0.tls(.tlsEstablishedServer, data) }
                     }
                     let kind = try configureHTTP(on: channel, http2: alpn == "h2", options: options)
                     return UpstreamConnection(key: key, channel: channel, kind: kind, server: server)
