@@ -48,8 +48,13 @@ final class ProxyServices: Sendable {
         eventLoop: any EventLoop,
         completion: @escaping (HTTPFlow) -> Void
     ) {
-        let completion = NIOLoopBound(completion, eventLoop: eventLoop)
         let addons = self.addons
+        if addons.addons.isEmpty {
+            // Nothing to run (mitmdump -q): no task, just the hop back to the loop.
+            eventLoop.execute { completion(flow) }
+            return
+        }
+        let completion = NIOLoopBound(completion, eventLoop: eventLoop)
         Task.immediate {
             var flow = flow
             await addons.run(hook, on: &flow)

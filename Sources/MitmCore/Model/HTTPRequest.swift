@@ -62,17 +62,54 @@ public struct HTTPRequest: Sendable, Hashable {
         return port == Self.defaultPort(for: scheme) ? hostPart : "\(hostPart):\(port)"
     }
 
-    /// The full URL, built from scheme, host, port and path (mitmproxy's `request.url`).
+    /// The full URL, built from scheme, host, port and path (mitmproxy's `request.url`); an
+    /// asterisk-form target (`OPTIONS *`) adds no path.
     public var url: String {
         if method == "CONNECT" { return "\(host):\(port)" }
-        return "\(scheme)://\(hostHeaderValue)\(path)"
+        return "\(scheme)://\(hostHeaderValue)\(urlPath)"
     }
 
-    /// Like `url`, but naming the host the client asked for in its Host header (mitmproxy's `pretty_url`).
+    /// Like `url`, but naming the host the client asked for (mitmproxy 11's `pretty_url`), which is
+    /// what a person wants to see in transparent and reverse mode, where `host` is only an address.
+    ///
+    /// - CONNECT: the `host:port` target (IPv6 in brackets).
+    /// - Otherwise the host and port come from the client's host field: the Host header for HTTP/1,
+    ///   the `:authority` (else the Host header) for HTTP/2 and HTTP/3. A missing port means the
+    ///   scheme's default, and a default port is left out. A field that is not a valid `host[:port]`
+    ///   is shown as it is. Without a host field this is `url`.
+    ///
+    /// Unlike mitmproxy, an IPv6 host keeps its brackets (`http://[::1]:8080/`), so the result stays a URL.
+    /// Like mitmproxy, this trusts the client's field, which a client can spoof.
     public var prettyURL: String {
-        if method == "CONNECT" { return url }
-        guard let hostHeader = headers["host"], authority.isEmpty else { return url }
-        return "\(scheme)://\(hostHeader)\(path)"
+        if method == "CONNECT" {
+            return Address(host: host, port: port).description
+        }
+        guard let field = clientHostField, !field.isEmpty else { return url }
+        let hostPart: String
+        let port: Int
+        if let parsed = Authority(parsing: field) {
+            hostPart = parsed.host.contains(":") ? "[\(parsed.host)]" : parsed.host
+            port = parsed.port ?? Self.defaultPort(for: scheme)
+        } else {
+            hostPart = field
+            port = Self.defaultPort(for: scheme)
+        }
+        let hostPort = port == Self.defaultPort(for: scheme) ? hostPart : "\(hostPart):\(port)"
+        return "\(scheme)://\(hostPort)\(urlPath)"
+    }
+
+    /// The host the client named: the Host header, or for HTTP/2 and HTTP/3 the `:authority` first
+    /// (mitmproxy's `host_header`).
+    private var clientHostField: String? {
+        if isHTTP2 || httpVersion == "HTTP/3" {
+            return authority.isEmpty ? headers["host"] : authority
+        }
+        return headers["host"]
+    }
+
+    /// The path as it appears in a URL: empty for an asterisk-form target.
+    private var urlPath: String {
+        path == "*" ? "" : path
     }
 
     /// Whether the message is an HTTP/2 one.

@@ -36,11 +36,28 @@ public struct Headers: Sendable, Hashable {
             }
         }
         set {
-            if let newValue {
-                self.storage.replaceOrAdd(name: name, value: newValue)
-            } else {
+            guard let newValue else {
                 self.storage.remove(name: name)
+                return
             }
+            guard self.storage.contains(name: name) else {
+                self.storage.add(name: name, value: newValue)
+                return
+            }
+            // Like mitmproxy: the first field keeps its place and its name's case; repeats go.
+            var replaced = HTTPHeaders()
+            var seen = false
+            for field in self.storage {
+                if field.name.caseInsensitiveEquals(name) {
+                    if !seen {
+                        replaced.add(name: field.name, value: newValue)
+                        seen = true
+                    }
+                } else {
+                    replaced.add(name: field.name, value: field.value)
+                }
+            }
+            self.storage = replaced
         }
     }
 
@@ -82,5 +99,11 @@ extension Headers: ExpressibleByDictionaryLiteral {
 extension Headers: Sequence {
     public func makeIterator() -> some IteratorProtocol<(name: String, value: String)> {
         self.storage.makeIterator()
+    }
+}
+
+extension String {
+    fileprivate func caseInsensitiveEquals(_ other: String) -> Bool {
+        self.utf8.count == other.utf8.count && self.lowercased() == other.lowercased()
     }
 }

@@ -164,7 +164,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let flow = stream!.flow
             services.runHook(hook, on: flow, eventLoop: context.eventLoop) { [self] edited in
                 guard self.stream != nil else { return }
-                self.run(self.stream!.hookCompleted(edited))
+                let next = self.stream!.hookCompleted(edited)
+                if case .wait = next, self.stream!.isDone, let context = self.context {
+                    // The response hook of a streamed response ends the exchange.
+                    self.finishExchange(context: context)
+                } else {
+                    self.run(next)
+                }
             }
         case .sendContinue:
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: clientVersion, status: .continue))), promise: nil)
@@ -482,6 +488,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Bytes that arrive after a parse error (the rest of an oversized head) must not close the connection before the 4xx is out.
+        if case ByteToMessageDecoderError.dataReceivedInErrorState = error, stream != nil { return }
         if let parserError = error as? HTTPParserError, !isHTTP2 {
             // A malformed request: answer it with a readable reason, record it as a failed flow.
             let (status, reason) = Self.describeParserError(parserError, limit: services.options.headerSizeLimit)

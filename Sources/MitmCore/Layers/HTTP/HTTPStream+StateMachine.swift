@@ -5,7 +5,10 @@ import NIOCore
 ///
 /// Events come in as method calls; each returns the one `Action` the driver must perform. Hooks are
 /// blocking: after `.runHook(h)` the driver runs the addons on `flow` and answers with
-/// `hookCompleted(_:)`, handing back the edited flow. Body data that arrives meanwhile is buffered.
+/// `hookCompleted(_:)`, handing back the edited flow. Only one hook is out at a time: body data that
+/// arrives meanwhile is buffered, a request or response end is recorded and put on the edited flow, and
+/// a failure (client gone, server failed, body too large) waits for the hook to complete, as mitmproxy's
+/// `check_killed` does.
 ///
 /// ```
 ///   requestHeaders hook ──► request body ──► request hook ──► server ──► responseHeaders hook
@@ -27,7 +30,8 @@ public struct HTTPStreamStateMachine: Sendable {
     }
 
     public enum Action: Sendable, Equatable {
-        /// Nothing to do until the next event.
+        /// Nothing to do until the next event. When `isDone` is true afterwards (the response hook of a
+        /// streamed response has completed), the exchange is over.
         case wait
         /// Run the hook on `flow` and call `hookCompleted(_:)` with the result.
         case runHook(HTTPHook)
@@ -41,7 +45,7 @@ public struct HTTPStreamStateMachine: Sendable {
         /// Send the response head to the client, then `body`, and the end of the message if `end`.
         case sendResponse(HTTPResponse, body: ByteBuffer?, end: Bool)
         case sendResponseBody(ByteBuffer)
-        /// End the response; with `done`, the exchange is over.
+        /// End the streamed response, then call `responseEndSent()`: the response hook runs after it.
         case sendResponseEnd(trailers: Headers?)
         /// Answer the client with an error response (its status and a readable reason), then the
         /// exchange is over.
@@ -81,6 +85,14 @@ public struct HTTPStreamStateMachine: Sendable {
     private var responseStarted = false
     /// Whether the response came from an addon rather than the server.
     private var responseFromAddon = false
+    /// Whether a hook is out with the driver (answered by `hookCompleted(_:)`).
+    private var hookInFlight = false
+    /// A failure that happened while a hook was out; it is handled once the hook completes.
+    private var deferredFailure: (message: String, status: Int?)?
+    /// A request / response end that arrived while a hook was out: the addons' copy of the flow lacks
+    /// its trailers and timestamp, so they are put on the edited flow.
+    private var lateRequestEnd: (trailers: Headers?, timestamp: Double)?
+    private var lateResponseEnd: (trailers: Headers?, timestamp: Double)?
 
     public init(flow: HTTPFlow, limits: Limits) {
         self.flow = flow
@@ -99,7 +111,7 @@ public struct HTTPStreamStateMachine: Sendable {
 
     /// The request head has been received: the flow begins with the requestheaders hook.
     public mutating func start() -> Action {
-        .runHook(.requestHeaders)
+        runHook(.requestHeaders)
     }
 
     // MARK: - Inbound from the client
@@ -109,17 +121,23 @@ public struct HTTPStreamStateMachine: Sendable {
         case .requestHeadersHook, .requestHook:
             return append(buffer, limitStatus: 413, what: "Request")
         case .readingRequestBody:
-            if flow.request.stream {
+            if requestForwarded {
                 return .sendRequestBody(buffer)
             }
-            if let threshold = limits.streamLargeBodies, bodyLength + buffer.readableBytes > threshold {
+            if streamsRequest {
+                // Streaming was decided while the client waited for 100 Continue: it starts now.
+                return switchRequestToStreaming(adding: buffer)
+            }
+            if flow.response == nil, let threshold = limits.streamLargeBodies,
+                bodyLength + buffer.readableBytes > threshold
+            {
                 return switchRequestToStreaming(adding: buffer)
             }
             return append(buffer, limitStatus: 413, what: "Request")
         case .awaitingResponse, .responseHeadersHook, .readingResponseBody, .responseHook, .streamedResponseSent,
             .streamedResponseHook:
             // A streamed request still going while the server already answers.
-            return flow.request.stream && !requestComplete ? .sendRequestBody(buffer) : .wait
+            return requestForwarded && flow.request.stream && !requestComplete ? .sendRequestBody(buffer) : .wait
         case .errorHook, .done:
             return .wait
         }
@@ -130,18 +148,25 @@ public struct HTTPStreamStateMachine: Sendable {
         requestTrailers = trailers
         flow.request.trailers = trailers
         flow.request.timestampEnd = now()
+        if hookInFlight {
+            lateRequestEnd = (trailers, flow.request.timestampEnd!)
+        }
         switch state {
         case .readingRequestBody:
-            if flow.request.stream {
+            if requestForwarded {
                 state = .awaitingResponse
                 return .sendRequestEnd(trailers: trailers)
             }
+            if streamsRequest {
+                // Streaming was decided after 100 Continue, but the body was empty or came in one piece.
+                return beginStreamingRequest()
+            }
             flow.request.rawContent = takeBody()
             state = .requestHook
-            return .runHook(.request)
+            return runHook(.request)
         case .awaitingResponse, .responseHeadersHook, .readingResponseBody, .responseHook, .streamedResponseSent,
             .streamedResponseHook:
-            return flow.request.stream ? .sendRequestEnd(trailers: trailers) : .wait
+            return requestForwarded && flow.request.stream ? .sendRequestEnd(trailers: trailers) : .wait
         case .requestHeadersHook, .requestHook, .errorHook, .done:
             return .wait
         }
@@ -150,7 +175,34 @@ public struct HTTPStreamStateMachine: Sendable {
     // MARK: - Hooks
 
     public mutating func hookCompleted(_ edited: HTTPFlow) -> Action {
+        precondition(hookInFlight, "Internal inconsistency: hook completed while none was running")
+        hookInFlight = false
         flow = edited
+        if let late = lateRequestEnd {
+            lateRequestEnd = nil
+            flow.request.trailers = late.trailers
+            flow.request.timestampEnd = late.timestamp
+        }
+        if let late = lateResponseEnd {
+            lateResponseEnd = nil
+            flow.response?.trailers = late.trailers
+            flow.response?.timestampEnd = late.timestamp
+        }
+        if let failure = deferredFailure {
+            deferredFailure = nil
+            switch state {
+            case .requestHeadersHook, .requestHook, .responseHeadersHook:
+                return fail(failure.message, status: failure.status)
+            case .responseHook, .streamedResponseHook:
+                // As mitmproxy, a flow whose response hook has run gets no error hook as well.
+                flow.error = FlowError(failure.message)
+                return finishFailed(status: failure.status)
+            case .errorHook:
+                break  // already failing
+            case .readingRequestBody, .awaitingResponse, .readingResponseBody, .streamedResponseSent, .done:
+                preconditionFailure("Internal inconsistency: hook completed in a state that runs none")
+            }
+        }
         switch state {
         case .requestHeadersHook:
             return afterRequestHeadersHook()
@@ -159,8 +211,10 @@ public struct HTTPStreamStateMachine: Sendable {
         case .responseHeadersHook:
             return afterResponseHeadersHook()
         case .responseHook:
+            guard var response = flow.response else {
+                return fail("addon removed the response", status: 502)
+            }
             state = .done
-            var response = flow.response!
             let body = response.rawContent
             response.rawContent = nil
             responseStarted = true
@@ -169,39 +223,55 @@ public struct HTTPStreamStateMachine: Sendable {
             state = .done
             return .wait
         case .errorHook(let status):
-            state = .done
-            if let status, !responseStarted {
-                return .sendErrorResponse(status: status, message: flow.error?.message ?? "")
-            }
-            return responseStarted ? .closeClient : .wait
+            return finishFailed(status: status)
         case .readingRequestBody, .awaitingResponse, .readingResponseBody, .streamedResponseSent, .done:
             preconditionFailure("Internal inconsistency: hook completed in a state that runs none")
         }
     }
 
+    /// The flow failed and its hooks have run: answer with `status`, or close a client whose response
+    /// had begun.
+    private mutating func finishFailed(status: Int?) -> Action {
+        state = .done
+        if let status, !responseStarted {
+            return .sendErrorResponse(status: status, message: flow.error?.message ?? "")
+        }
+        return responseStarted ? .closeClient : .wait
+    }
+
     private mutating func afterRequestHeadersHook() -> Action {
+        let length = Self.declaredBodyLength(flow.request.headers)
+        if let limit = limits.bodySizeLimit, let length, length > limit {
+            // mitmproxy checks the declared length too, so a streamed body cannot slip past the limit.
+            return fail(Self.bodySizeLimitMessage("Request", limit: limit), status: 413)
+        }
+        if let threshold = limits.streamLargeBodies, let length, length > threshold {
+            flow.request.stream = true
+        }
         if flow.request.headers["expect"]?.lowercased() == "100-continue" {
             flow.request.headers.remove("expect")
             if !requestComplete {
+                // The client sends the body only after this; a streamed request starts with its first part.
                 state = .readingRequestBody
                 return .sendContinue
             }
         }
-        if let threshold = limits.streamLargeBodies,
-            let length = flow.request.headers["content-length"].flatMap(Int.init), length > threshold
-        {
-            flow.request.stream = true
-        }
-        if flow.request.stream && flow.response == nil {
+        if streamsRequest {
             return beginStreamingRequest()
         }
         if requestComplete {
             flow.request.rawContent = takeBody()
             state = .requestHook
-            return .runHook(.request)
+            return runHook(.request)
         }
         state = .readingRequestBody
         return .wait
+    }
+
+    /// Whether the request body is forwarded as it arrives. Never when an addon has answered: the
+    /// server is not contacted then, and the body is read for the request hook.
+    private var streamsRequest: Bool {
+        flow.request.stream && flow.response == nil
     }
 
     private mutating func beginStreamingRequest() -> Action {
@@ -217,7 +287,8 @@ public struct HTTPStreamStateMachine: Sendable {
     }
 
     private mutating func switchRequestToStreaming(adding buffer: ByteBuffer) -> Action {
-        _ = append(buffer, limitStatus: 413, what: "Request")
+        let appended = append(buffer, limitStatus: 413, what: "Request")
+        guard case .wait = appended else { return appended }
         return beginStreamingRequest()
     }
 
@@ -228,7 +299,7 @@ public struct HTTPStreamStateMachine: Sendable {
             responseComplete = true
             flow.response!.timestampStart = now()
             state = .responseHeadersHook
-            return .runHook(.responseHeaders)
+            return runHook(.responseHeaders)
         }
         state = .awaitingResponse
         requestForwarded = true
@@ -246,10 +317,18 @@ public struct HTTPStreamStateMachine: Sendable {
     }
 
     public mutating func responseHeadReceived(_ response: HTTPResponse) -> Action {
-        guard case .awaitingResponse = state else { return .wait }
+        switch state {
+        case .awaitingResponse:
+            break
+        case .readingRequestBody where requestForwarded:
+            break  // the server answers a streamed request before its end (HTTP/2 bidirectional streams, early errors)
+        case .requestHeadersHook, .readingRequestBody, .requestHook, .responseHeadersHook, .readingResponseBody,
+            .responseHook, .streamedResponseSent, .streamedResponseHook, .errorHook, .done:
+            return .wait
+        }
         flow.response = response
         state = .responseHeadersHook
-        return .runHook(.responseHeaders)
+        return runHook(.responseHeaders)
     }
 
     public mutating func responseBodyReceived(_ buffer: ByteBuffer) -> Action {
@@ -261,7 +340,8 @@ public struct HTTPStreamStateMachine: Sendable {
                 return .sendResponseBody(buffer)
             }
             if let threshold = limits.streamLargeBodies, bodyLength + buffer.readableBytes > threshold {
-                _ = append(buffer, limitStatus: 502, what: "Response")
+                let appended = append(buffer, limitStatus: 502, what: "Response")
+                guard case .wait = appended else { return appended }
                 return beginStreamingResponse()
             }
             return append(buffer, limitStatus: 502, what: "Response")
@@ -277,6 +357,9 @@ public struct HTTPStreamStateMachine: Sendable {
         guard flow.response != nil else { return .wait }
         flow.response!.trailers = trailers
         flow.response!.timestampEnd = now()
+        if hookInFlight {
+            lateResponseEnd = (trailers, flow.response!.timestampEnd!)
+        }
         switch state {
         case .readingResponseBody:
             if flow.response!.stream {
@@ -286,7 +369,7 @@ public struct HTTPStreamStateMachine: Sendable {
             }
             flow.response!.rawContent = takeBody()
             state = .responseHook
-            return .runHook(.response)
+            return runHook(.response)
         case .requestHeadersHook, .readingRequestBody, .requestHook, .awaitingResponse, .responseHeadersHook,
             .responseHook, .streamedResponseSent, .streamedResponseHook, .errorHook, .done:
             return .wait
@@ -298,7 +381,7 @@ public struct HTTPStreamStateMachine: Sendable {
     public mutating func responseEndSent() -> Action {
         guard case .streamedResponseSent = state else { return .wait }
         state = .streamedResponseHook
-        return .runHook(.response)
+        return runHook(.response)
     }
 
     private mutating func afterResponseHeadersHook() -> Action {
@@ -307,11 +390,14 @@ public struct HTTPStreamStateMachine: Sendable {
         }
         if responseFromAddon {
             state = .responseHook
-            return .runHook(.response)
+            return runHook(.response)
         }
-        if let threshold = limits.streamLargeBodies,
-            let length = flow.response!.headers["content-length"].flatMap(Int.init), length > threshold
-        {
+        let hasBody = !HTTPResponse.hasNoBody(statusCode: flow.response!.statusCode, requestMethod: flow.request.method)
+        let length = hasBody ? Self.declaredBodyLength(flow.response!.headers) : nil
+        if let limit = limits.bodySizeLimit, let length, length > limit {
+            return fail(Self.bodySizeLimitMessage("Response", limit: limit), status: 502)
+        }
+        if let threshold = limits.streamLargeBodies, let length, length > threshold {
             flow.response!.stream = true
         }
         if flow.response!.stream {
@@ -320,7 +406,7 @@ public struct HTTPStreamStateMachine: Sendable {
         if responseComplete {
             flow.response!.rawContent = takeBody()
             state = .responseHook
-            return .runHook(.response)
+            return runHook(.response)
         }
         state = .readingResponseBody
         return .wait
@@ -345,10 +431,11 @@ public struct HTTPStreamStateMachine: Sendable {
     /// The server could not be reached, or failed before the response was complete.
     public mutating func serverFailed(_ message: String) -> Action {
         switch state {
-        case .done, .errorHook, .streamedResponseSent, .streamedResponseHook:
+        case .done, .errorHook, .responseHook, .streamedResponseSent, .streamedResponseHook:
+            // In the response hook the response is complete: nothing more is needed from the server.
             return .wait
         case .requestHeadersHook, .readingRequestBody, .requestHook, .awaitingResponse, .responseHeadersHook,
-            .readingResponseBody, .responseHook:
+            .readingResponseBody:
             return fail(message, status: 502)
         }
     }
@@ -366,12 +453,36 @@ public struct HTTPStreamStateMachine: Sendable {
     }
 
     /// Fails the flow with `message`: the error hook runs, then the client gets `status` (if the
-    /// response has not begun).
+    /// response has not begun). While a hook is out the failure waits for it (the first one wins).
     public mutating func fail(_ message: String, status: Int?) -> Action {
+        if hookInFlight {
+            if deferredFailure == nil {
+                deferredFailure = (message, status)
+            }
+            return .wait
+        }
         flow.error = FlowError(message)
         state = .errorHook(status: status)
         body = nil
-        return .runHook(.error)
+        return runHook(.error)
+    }
+
+    private mutating func runHook(_ hook: HTTPHook) -> Action {
+        hookInFlight = true
+        return .runHook(hook)
+    }
+
+    // MARK: - Body sizes
+
+    /// The body length a head declares: its Content-Length, unless Transfer-Encoding overrides it
+    /// (RFC 9112 §6.3).
+    private static func declaredBodyLength(_ headers: Headers) -> Int? {
+        guard !headers.contains("transfer-encoding"), let value = headers["content-length"] else { return nil }
+        return Int(value)
+    }
+
+    private static func bodySizeLimitMessage(_ what: String, limit: Int) -> String {
+        "\(what) body exceeds mitmproxy's body_size_limit (\(limit) bytes)."
     }
 
     // MARK: - Body buffering
@@ -379,7 +490,7 @@ public struct HTTPStreamStateMachine: Sendable {
     private mutating func append(_ buffer: ByteBuffer, limitStatus: Int, what: String) -> Action {
         bodyLength += buffer.readableBytes
         if let limit = limits.bodySizeLimit, bodyLength > limit {
-            return fail("\(what) body exceeds mitmproxy's body_size_limit (\(limit) bytes).", status: limitStatus)
+            return fail(Self.bodySizeLimitMessage(what, limit: limit), status: limitStatus)
         }
         if body == nil {
             body = buffer

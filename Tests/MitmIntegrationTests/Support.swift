@@ -1,0 +1,99 @@
+import Foundation
+import MitmTestSupport
+import Testing
+
+/// A scratch directory for one test's files (bodies, headers), deleted by `remove()`.
+struct ScratchDirectory {
+    let path: String
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("mitm-it-\(UUID().uuidString.prefix(12))").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func file(_ name: String) -> String { path + "/" + name }
+
+    func write(_ name: String, _ data: Data) throws -> String {
+        let target = file(name)
+        try data.write(to: URL(fileURLWithPath: target))
+        return target
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// One curl transfer: what `-w` printed, the body (`-o`) and the response heads (`-D`).
+struct CurlTransfer: CustomStringConvertible {
+    var command: CommandResult
+    var statusCode: Int
+    var httpVersion: String
+    var numConnects: Int
+    var body: Data
+    /// Every response head curl saw (interim ones such as 100 Continue included), raw.
+    var headerDump: String
+
+    var bodyText: String { String(decoding: body, as: UTF8.self) }
+
+    /// The header fields of the final response, in order, names as received.
+    var headers: [(name: String, value: String)] {
+        let blocks = headerDump.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\n\n")
+            .filter { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }
+        guard let last = blocks.last else { return [] }
+        return last.split(separator: "\n").dropFirst().compactMap { line in
+            guard let colon = line.firstIndex(of: ":") else { return nil }
+            return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        }
+    }
+
+    func header(_ name: String) -> String? {
+        headers.first { $0.name.lowercased() == name.lowercased() }?.value
+    }
+
+    var echo: EchoResponse? { try? JSONDecoder().decode(EchoResponse.self, from: body) }
+
+    var description: String {
+        "HTTP \(statusCode) (version \(httpVersion), connects \(numConnects))\nheaders:\n\(headerDump)\nbody: \(bodyText.prefix(1000))\n\(command)"
+    }
+}
+
+enum Curl {
+    /// Runs curl for one URL with `arguments` (which must include the URL), capturing body, heads
+    /// and the write-out variables. `--max-time` bounds it.
+    static func transfer(_ arguments: [String], maxTime: Int = 10, stdin: Data? = nil) async throws -> CurlTransfer {
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
+        let bodyPath = scratch.file("body")
+        let headerPath = scratch.file("headers")
+        let command = try await CommandRunner.run(
+            "curl",
+            ["-sS", "--max-time", String(maxTime), "-o", bodyPath, "-D", headerPath,
+             "-w", "%{http_code} %{http_version} %{num_connects}"] + arguments,
+            stdin: stdin,
+            timeout: Double(maxTime + 5)
+        )
+        let writeOut = command.output.split(separator: " ").map(String.init)
+        return CurlTransfer(
+            command: command,
+            statusCode: writeOut.count > 0 ? Int(writeOut[0]) ?? 0 : 0,
+            httpVersion: writeOut.count > 1 ? writeOut[1] : "",
+            numConnects: writeOut.count > 2 ? Int(writeOut[2]) ?? -1 : -1,
+            body: (try? Data(contentsOf: URL(fileURLWithPath: bodyPath))) ?? Data(),
+            headerDump: (try? String(contentsOfFile: headerPath, encoding: .utf8)) ?? ""
+        )
+    }
+
+    /// Runs curl with exactly `arguments` (several URLs, custom output), bounded by `--max-time`.
+    static func run(_ arguments: [String], maxTime: Int = 10) async throws -> CommandResult {
+        try await CommandRunner.run("curl", ["-sS", "--max-time", String(maxTime)] + arguments, timeout: Double(maxTime + 5))
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on (bound, then released).
+func closedPort() async throws -> Int {
+    let origin = try await LoopbackOrigin.start(.plain)
+    let port = origin.port
+    await origin.shutdown()
+    return port
+}
