@@ -122,7 +122,10 @@ extension CertificateAuthority {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw CertificateStoreError.confdirUnusable(directory, reason: "can't create directory: \(error)")
+            throw CertificateStoreError.confdirUnusable(
+                directory,
+                reason: "can't create directory: \(FileIO.describe(error))"
+            )
         }
         let files = ConfdirFiles(basename: basename)
         func path(_ name: String) -> String {

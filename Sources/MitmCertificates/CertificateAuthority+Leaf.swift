@@ -23,7 +23,9 @@ extension CertificateAuthority {
         do {
             var subject: [RelativeDistinguishedName] = []
             if let commonName {
-                subject.append(RelativeDistinguishedName(.init(type: .RDNAttributeType.commonName, utf8String: commonName)))
+                subject.append(
+                    RelativeDistinguishedName(.init(type: .RDNAttributeType.commonName, utf8String: commonName))
+                )
             }
             if let organization = request.organization {
                 subject.append(
@@ -35,7 +37,9 @@ extension CertificateAuthority {
                 try Certificate.Extension(ExtendedKeyUsage([.serverAuth]), critical: false)
             ]
             if !names.isEmpty {
-                extensions.append(try Certificate.Extension(SubjectAlternativeNames(names), critical: commonName == nil))
+                extensions.append(
+                    try Certificate.Extension(SubjectAlternativeNames(names), critical: commonName == nil)
+                )
             }
             extensions.append(
                 try Certificate.Extension(AuthorityKeyIdentifier(keyIdentifier: self.keyIdentifier), critical: false)

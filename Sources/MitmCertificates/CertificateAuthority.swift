@@ -37,7 +37,7 @@ public struct CertificateAuthority: Sendable {
     public let privateKeyDER: [UInt8]
     /// PEM of ``privateKey`` (`RSA PRIVATE KEY` for RSA keys, as mitmproxy writes it), ending in a newline.
     public let privateKeyPEM: String
-    /// PEM of ``privateKey`` as PKCS#8 `PrivateKeyInfo`, the form PKCS#12 key bags carry.
+    /// DER of ``privateKey`` as PKCS#8 `PrivateKeyInfo`, the form PKCS#12 key bags carry.
     let privateKeyPKCS8DER: [UInt8]
 
     /// PEM of ``certificate``, ending in a newline.
@@ -62,7 +62,11 @@ public struct CertificateAuthority: Sendable {
     ///   - privateKey: its private key; must match the certificate's public key.
     ///   - additionalChain: further certificates to serve after the CA certificate (mitmproxy serves every
     ///     certificate of its CA file).
-    public init(certificate: Certificate, privateKey: Certificate.PrivateKey, additionalChain: [Certificate] = [])
+    public init(
+        certificate: Certificate,
+        privateKey: Certificate.PrivateKey,
+        additionalChain: [Certificate] = []
+    )
         throws
     {
         guard privateKey.publicKey == certificate.publicKey else {
@@ -110,7 +114,10 @@ public struct CertificateAuthority: Sendable {
         do {
             rsaKey = try _RSA.Signing.PrivateKey(unsafeKeySize: .init(bitCount: keySize))
         } catch {
-            throw CertificateStoreError.unsupportedKey(nil, reason: "generating a \(keySize)-bit RSA key failed: \(error)")
+            throw CertificateStoreError.unsupportedKey(
+                nil,
+                reason: "generating a \(keySize)-bit RSA key failed: \(error)"
+            )
         }
         let key = Certificate.PrivateKey(rsaKey)
         let name = try DistinguishedName {

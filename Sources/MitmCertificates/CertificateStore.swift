@@ -26,13 +26,25 @@ public final class CertificateStore: Sendable {
     public let capacity: Int
 
     private let state: Mutex<State>
+    /// Signs a generated certificate: the CA's ``CertificateAuthority/signLeaf(for:now:)``, or a stand-in
+    /// in tests that need signings to overlap.
+    private let signer: @Sendable (LeafRequest) throws -> LeafCertificate
 
     /// - Parameters:
     ///   - authority: the CA that signs, and whose key generated certificates use.
     ///   - capacity: how many generated certificates to keep (at least 1).
-    public init(authority: CertificateAuthority, capacity: Int = CertificateStore.defaultCapacity) {
+    public convenience init(authority: CertificateAuthority, capacity: Int = CertificateStore.defaultCapacity) {
+        self.init(authority: authority, capacity: capacity, signer: { try authority.signLeaf(for: $0) })
+    }
+
+    init(
+        authority: CertificateAuthority,
+        capacity: Int,
+        signer: @escaping @Sendable (LeafRequest) throws -> LeafCertificate
+    ) {
         self.authority = authority
         self.capacity = max(1, capacity)
+        self.signer = signer
         self.state = Mutex(State())
     }
 
@@ -96,6 +108,16 @@ public final class CertificateStore: Sendable {
         self.state.withLock { $0.signedCount }
     }
 
+    /// How many ``leaf(for:)`` calls joined a signing already under way instead of signing.
+    var joinedSigningCount: Int {
+        self.state.withLock { $0.joinedCount }
+    }
+
+    /// Whether a ``leaf(for:)`` caller is signing `request` right now.
+    func isSigning(_ request: LeafRequest) -> Bool {
+        self.state.withLock { $0.inFlight[request] != nil }
+    }
+
     /// How many generated certificates are cached.
     public var cachedLeafCount: Int {
         self.state.withLock { $0.cache.count }
@@ -105,7 +127,7 @@ public final class CertificateStore: Sendable {
     private func signAndPublish(_ request: LeafRequest, registered: Bool) throws -> LeafCertificate {
         let result: Result<LeafCertificate, any Error>
         do {
-            result = .success(try self.authority.signLeaf(for: request))
+            result = .success(try self.signer(request))
         } catch {
             result = .failure(error)
         }
@@ -193,7 +215,10 @@ extension CertificateStore {
         /// Requests being signed by a ``leaf(for:)`` caller, with the callers waiting for them.
         var inFlight: [LeafRequest: InFlight] = [:]
         var signedCount = 0
+        var joinedCount = 0
         var nextWaiterID = 0
+        /// Results kept for waiters that had not attached when signing finished, by waiter id.
+        var finished: [Int: Result<LeafCertificate, any Error>] = [:]
 
         struct InFlight {
             var waiters: [CheckedContinuation<LeafCertificate, any Error>] = []
@@ -215,6 +240,7 @@ extension CertificateStore {
                 }
                 let id = self.nextWaiterID
                 self.nextWaiterID += 1
+                self.joinedCount += 1
                 self.inFlight[request]!.pendingWaiterIDs.insert(id)
                 return .wait(id)
             }
@@ -235,11 +261,11 @@ extension CertificateStore {
                 self.inFlight[request]!.waiters.append(continuation)
                 return nil
             }
-            return self.finished.removeValue(forKey: waiterID)
+            guard let result = self.finished.removeValue(forKey: waiterID) else {
+                preconditionFailure("waiter \(waiterID) for \(request) is neither waiting nor served")
+            }
+            return result
         }
-
-        /// Results kept for waiters that had not attached when signing finished, by waiter id.
-        var finished: [Int: Result<LeafCertificate, any Error>] = [:]
 
         mutating func finishSigning(
             _ request: LeafRequest,

@@ -38,7 +38,10 @@ struct CustomCertificates {
     /// leaf, every certificate is the chain, the first private key is the key; without a key, the CA's key
     /// is used if it fits the certificate. Returns the leaf and the names it registers itself under
     /// (its CN and its DNS and IP SANs).
-    static func load(pemFile rawPath: String, authority: CertificateAuthority) throws -> (
+    static func load(
+        pemFile rawPath: String,
+        authority: CertificateAuthority
+    ) throws -> (
         leaf: LeafCertificate, names: [String]
     ) {
         let path = NSString(string: rawPath).expandingTildeInPath

@@ -48,6 +48,22 @@ enum FileIO {
     static func lastErrorDescription() -> String {
         String(cString: strerror(errno))
     }
+
+    /// The operating system's words for a Foundation file error ("No such file or directory"), rather than
+    /// Foundation's generic "The operation could not be completed".
+    static func describe(_ error: any Error) -> String {
+        if let posix = error as? POSIXError {
+            return String(cString: strerror(posix.code.rawValue))
+        }
+        let nsError = error as NSError
+        if nsError.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(nsError.code)))
+        }
+        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? any Error {
+            return self.describe(underlying)
+        }
+        return nsError.localizedDescription
+    }
 }
 
 // `write` is shadowed by `FileIO.write` inside the enum.

@@ -34,7 +34,7 @@ struct PEMFile {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw CertificateStoreError.fileUnreadable(path, reason: Self.describe(error))
+            throw CertificateStoreError.fileUnreadable(path, reason: FileIO.describe(error))
         }
         guard let text = String(data: data, encoding: .utf8) ?? String(data: data, encoding: .isoLatin1) else {
             throw CertificateStoreError.invalidPEM(path, reason: "the file is not text")
@@ -76,7 +76,9 @@ struct PEMFile {
     static func decodePrivateKey(_ block: Block, path: String?) throws -> Certificate.PrivateKey {
         let isEncrypted =
             Self.encryptedKeyLabels.contains(block.label)
-            || block.headers.contains { $0.uppercased().hasPrefix("PROC-TYPE:") && $0.uppercased().contains("ENCRYPTED") }
+            || block.headers.contains {
+                $0.uppercased().hasPrefix("PROC-TYPE:") && $0.uppercased().contains("ENCRYPTED")
+            }
         if isEncrypted {
             throw CertificateStoreError.encryptedPrivateKey(path)
         }
@@ -135,15 +137,19 @@ struct PEMFile {
                     guard let data = Data(base64Encoded: block.base64), !data.isEmpty else {
                         throw CertificateStoreError.invalidPEM(
                             path,
-                            reason: "the \"\(block.label)\" block on lines \(block.startLine)-\(lineNumber) is not valid base64"
+                            reason:
+                                "the \"\(block.label)\" block on lines \(block.startLine)-\(lineNumber) is not valid base64"
                         )
                     }
-                    blocks.append(Block(label: block.label, headers: block.headers, der: Array(data), ordinal: blocks.count + 1))
+                    blocks.append(
+                        Block(label: block.label, headers: block.headers, der: Array(data), ordinal: blocks.count + 1)
+                    )
                     current = nil
                 } else if line.hasPrefix("-----BEGIN ") {
                     throw CertificateStoreError.invalidPEM(
                         path,
-                        reason: "line \(lineNumber): a new block begins before the \"\(block.label)\" block of line \(block.startLine) ends"
+                        reason:
+                            "line \(lineNumber): a new block begins before the \"\(block.label)\" block of line \(block.startLine) ends"
                     )
                 } else if line.contains(":") {
                     block.headers.append(line)
@@ -160,22 +166,10 @@ struct PEMFile {
         if let block = current {
             throw CertificateStoreError.invalidPEM(
                 path,
-                reason: "the \"\(block.label)\" block begun on line \(block.startLine) has no \"-----END \(block.label)-----\" line"
+                reason:
+                    "the \"\(block.label)\" block begun on line \(block.startLine) has no \"-----END \(block.label)-----\" line"
             )
         }
         return blocks
-    }
-
-    static func describe(_ error: any Error) -> String {
-        if let error = error as? CocoaError, let underlying = error.underlying {
-            return underlying.localizedDescription
-        }
-        return error.localizedDescription
-    }
-}
-
-extension CocoaError {
-    fileprivate var underlying: (any Error)? {
-        self.userInfo[NSUnderlyingErrorKey] as? any Error
     }
 }

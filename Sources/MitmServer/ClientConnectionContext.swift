@@ -36,6 +36,13 @@ final class ClientConnectionContext: @unchecked Sendable {
 
     // MARK: - Requests
 
+    /// The Host header reverse mode sends, worked out once per connection.
+    private lazy var reverseHostHeader: String = {
+        guard case .reverse(let target) = mode else { return "" }
+        return HTTPRequest(method: "GET", scheme: target.scheme, host: target.address.host, port: target.address.port, path: "/")
+            .hostHeaderValue
+    }()
+
     struct RequestError: Error {
         var message: String
     }
@@ -65,7 +72,7 @@ final class ClientConnectionContext: @unchecked Sendable {
             request.path = ""
             return request
         }
-        if let range = uri.range(of: "://"), !uri.hasPrefix("/") {
+        if uri.utf8.first != UInt8(ascii: "/"), let range = uri.range(of: "://") {
             // Absolute form: scheme://authority/path
             let scheme = uri[..<range.lowerBound].lowercased()
             guard scheme == "http" || scheme == "https" else {
@@ -107,7 +114,7 @@ final class ClientConnectionContext: @unchecked Sendable {
             request.host = target.address.host
             request.port = target.address.port
             if !options.keepHostHeader {
-                request.headers["host"] = request.hostHeaderValue
+                request.headers["host"] = reverseHostHeader
             }
         }
         return request

@@ -34,7 +34,7 @@ public final class ProxyServer: Sendable {
         let manager = AddonManager(addons: addons, context: AddonContext(options: options, logger: logger))
         self.services = ProxyServices(options: options, addons: manager, certificates: certificates, logger: logger)
         self.ownsGroup = group == nil
-        self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: options.threads ?? System.coreCount)
     }
 
     /// Binds one listener per mode and starts serving. Returns the bound addresses (useful with port 0).

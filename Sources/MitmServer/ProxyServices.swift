@@ -37,8 +37,8 @@ final class ProxyServices: Sendable {
 
     // MARK: - Hooks
 
-    /// Runs an HTTP hook and calls `completion` with the edited flow on `eventLoop`, never inline, so
-    /// a handler is not re-entered while it runs an action.
+    /// Runs an HTTP hook and calls `completion` with the edited flow on `eventLoop`: inline when there
+    /// are no addons, otherwise after the hook chain (never inside it).
     ///
     /// The hook chain starts as an immediate task: addons that do not suspend run straight away on
     /// the event loop thread, without a hop through the global executor.
@@ -50,8 +50,9 @@ final class ProxyServices: Sendable {
     ) {
         let addons = self.addons
         if addons.addons.isEmpty {
-            // Nothing to run (mitmdump -q): no task, just the hop back to the loop.
-            eventLoop.execute { completion(flow) }
+            // Nothing to run (mitmdump -q): answer at once. The caller's state machine has already
+            // moved on, so re-entering it here is safe.
+            completion(flow)
             return
         }
         let completion = NIOLoopBound(completion, eventLoop: eventLoop)

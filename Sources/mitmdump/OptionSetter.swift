@@ -69,6 +69,7 @@ enum OptionSetter {
         case "idle_timeout": options.idleTimeout = try seconds()
         case "request_head_timeout": options.requestHeadTimeout = try seconds()
         case "connect_timeout": options.connectTimeout = try seconds()
+        case "threads": options.threads = value.isEmpty || value == "auto" ? nil : try int(1...256)
         case "flow_detail": dumper.flowDetail = try int(0...4)
         case "showhost": dumper.showHost = try bool()
         case "termlog_verbosity":

@@ -19,7 +19,7 @@ public struct Address: Sendable, Hashable, CustomStringConvertible {
 /// Identifies one connection for the lifetime of the process.
 public struct ConnectionID: Sendable, Hashable, CustomStringConvertible {
     public let uuid: UUID
-    public init() { self.uuid = UUID() }
+    public init() { self.uuid = UUID.fast() }
     public var description: String { uuid.uuidString.lowercased() }
 }
 

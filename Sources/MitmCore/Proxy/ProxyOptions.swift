@@ -35,6 +35,8 @@ public struct ProxyOptions: Sendable, Hashable {
     public var requestHeadTimeout: Double = 30
     /// `connect_timeout` (ours, seconds) for connections to servers.
     public var connectTimeout: Double = 30
+    /// `threads` (ours): event loop threads; `nil` means one per core.
+    public var threads: Int? = nil
 
     public init() {}
 }

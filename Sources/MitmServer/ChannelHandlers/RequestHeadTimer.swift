@@ -30,6 +30,7 @@ final class RequestHeadTimer: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        lastActivity = context.eventLoop.now
         scheduleCheck()
     }
 
@@ -39,7 +40,7 @@ final class RequestHeadTimer: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        lastActivity = .now()
+        lastActivity = context.eventLoop.now
         if waitingForHead && headStarted == nil {
             headStarted = lastActivity
         }
@@ -60,7 +61,7 @@ final class RequestHeadTimer: ChannelInboundHandler, RemovableChannelHandler {
     /// The exchange is over; the next bytes start a new head.
     func exchangeFinished() {
         waitingForHead = true
-        lastActivity = .now()
+        lastActivity = context?.eventLoop.now ?? .now()
     }
 
     private func scheduleCheck() {
@@ -72,7 +73,8 @@ final class RequestHeadTimer: ChannelInboundHandler, RemovableChannelHandler {
 
     private func runCheck() {
         guard let context else { return }
-        let now = NIODeadline.now()
+        // The loop's clock, not the wall clock, so that tests can drive it (`advanceTime`).
+        let now = context.eventLoop.now
         if waitingForHead, let headStarted, now - headStarted >= headTimeout {
             onHeadTimeout?()
             context.close(promise: nil)
