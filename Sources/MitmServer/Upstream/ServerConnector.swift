@@ -23,9 +23,10 @@ enum ServerConnector {
         services: ProxyServices,
         eventLoop: any EventLoop
     ) -> EventLoopFuture<UpstreamConnection> {
-        var server = ServerConnection(address: key.address, usesTLS: key.usesTLS, sni: key.sni, alpnOffers: alpnOffers)
-        server.timestampStart = now()
-        let connectData = ServerConnectionHookData(client: client, server: server)
+        var initial = ServerConnection(address: key.address, usesTLS: key.usesTLS, sni: key.sni, alpnOffers: alpnOffers)
+        initial.timestampStart = now()
+        let connectData = ServerConnectionHookData(client: client, server: initial)
+        let opening = initial
         services.notify { addons in
             var data = connectData
             await addons.serverConnect(&data)
@@ -40,6 +41,7 @@ enum ServerConnector {
                 throw Failure(description: "Error connecting to \(address): \(describe(error))")
             }
             .flatMap { channel -> EventLoopFuture<UpstreamConnection> in
+                var server = opening
                 server.timestampTCPSetup = now()
                 server.peername = channel.remoteAddress.flatMap(Address.init)
                 server.sockname = channel.localAddress.flatMap(Address.init)
@@ -48,7 +50,7 @@ enum ServerConnector {
                     let data = TLSHookData(side: .server, client: client, server: server)
                     services.notify { await $0.tls(.tlsStartServer, data) }
                     ready = startTLS(on: channel, key: key, alpnOffers: alpnOffers, services: services)
-                        .flatMapError { error in
+                        .flatMapError { [server] error in
                             var failed = server
                             failed.error = "\(error)"
                             let data = TLSHookData(side: .server, client: client, server: failed, error: "\(error)")
@@ -58,7 +60,9 @@ enum ServerConnector {
                 } else {
                     ready = eventLoop.makeSucceededFuture(nil)
                 }
+                let connected = server
                 return ready.flatMapThrowing { alpn -> UpstreamConnection in
+                    var server = connected
                     if key.usesTLS {
                         server.timestampTLSSetup = now()
                         let chain = (try? channel.pipeline.syncOperations.nioSSL_peerCertificate())
