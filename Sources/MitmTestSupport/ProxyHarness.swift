@@ -6,8 +6,8 @@ import MitmCore
 import MitmServer
 import NIOCore
 
-/// A `ProxyServer` for a test: its own temporary confdir (with a CA made once per test process and
-/// copied in, since making an RSA CA is slow), `127.0.0.1` and a free port, logs captured in
+/// A `ProxyServer` for a test: its own temporary confdir (with a copy of a test CA made once and
+/// reused, since making an RSA CA is slow), `127.0.0.1` and a free port, logs captured in
 /// ``logs``. Stop it with ``shutdown()``, which also deletes the confdir; or use ``withProxy``.
 public final class ProxyHarness: Sendable {
     public let server: ProxyServer
@@ -62,16 +62,31 @@ public final class ProxyHarness: Sendable {
 
     // MARK: - The CA
 
-    /// A confdir holding the process-wide test CA, made on first use.
+    /// A confdir holding the test CA, made once and kept in the temporary directory for later runs
+    /// (an RSA-2048 CA takes a while to make in a debug build). Made under a unique name and renamed
+    /// into place, so test processes running side by side never see a half-written one.
     private static let templateConfdir: Result<String, any Error> = Result {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("mitm-test-ca-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))")
-            .path
-        _ = try CertificateAuthority.loadOrCreate(confdir: directory)
-        return directory
+        let fileManager = FileManager.default
+        let temporary = fileManager.temporaryDirectory
+        let shared = temporary.appendingPathComponent("mitm-test-ca-v1-\(getuid())").path
+        let caFile = CertificateAuthority.ConfdirFiles().caPEM
+        if fileManager.fileExists(atPath: shared + "/" + caFile) {
+            return shared
+        }
+        let fresh = temporary.appendingPathComponent("mitm-test-ca-\(UUID().uuidString.prefix(12))").path
+        _ = try CertificateAuthority.loadOrCreate(confdir: fresh)
+        if (try? fileManager.moveItem(atPath: fresh, toPath: shared)) != nil {
+            return shared
+        }
+        // Another process won the race; use its CA if it is complete, else our own.
+        if fileManager.fileExists(atPath: shared + "/" + caFile) {
+            try? fileManager.removeItem(atPath: fresh)
+            return shared
+        }
+        return fresh
     }
 
-    /// A fresh temporary confdir with a copy of the process-wide test CA.
+    /// A fresh temporary confdir with a copy of the test CA.
     public static func makeConfdir() throws -> String {
         let template = try templateConfdir.get()
         let directory = FileManager.default.temporaryDirectory

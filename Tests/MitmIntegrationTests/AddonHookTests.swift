@@ -27,7 +27,12 @@ struct AddonHookTests {
                 #expect(recorder.count(of: .clientConnected) == 1, "\(recorder.hookNames)")
             }
         }
-        #expect(recorder.hookNames.last == .done, "done should come last: \(recorder.hookNames)")
+        let names = recorder.hookNames
+        let done = names.firstIndex(of: .done)
+        #expect(done != nil, "done should run at shutdown: \(names)")
+        if let done, let response = names.lastIndex(of: .response) {
+            #expect(response < done, "no HTTP hook after done: \(names)")
+        }
     }
 
     struct ThrowingAddon: Addon {

@@ -1,4 +1,5 @@
 import Foundation
+import MitmAddons
 import MitmCore
 import MitmTestSupport
 import Testing
@@ -198,6 +199,43 @@ struct EdgeCaseTests {
                     got.map { "\($0.name): \($0.value)" } == LoopbackOrigin.headersCaseFields.map { "\($0.name): \($0.value)" },
                     "\(t.headerDump)"
                 )
+            }
+        }
+    }
+
+    @Test("Plain HTTP inside a CONNECT tunnel (curl --proxytunnel) is intercepted as HTTP")
+    func plainHTTPInTunnel() async throws {
+        let recorder = RecordingAddon()
+        try await withLoopbackOrigin { origin in
+            try await withProxy(addons: [recorder]) { proxy in
+                let t = try await Curl.transfer(["-x", proxy.proxyURL, "--proxytunnel", origin.url("/echo?tunnel")])
+                #expect(t.statusCode == 200, "\(t)")
+                #expect(t.echo?.uri == "/echo?tunnel", "\(t)")
+                #expect(await recorder.wait(for: .response), "the tunnelled request should be a flow: \(recorder.events)")
+                #expect(recorder.flows(at: .response).first?.request.path == "/echo?tunnel")
+            }
+        }
+    }
+
+    struct IgnoringAddon: Addon {
+        func tlsClientHello(_ data: inout TLSClientHelloData, context: AddonContext) async throws {
+            data.ignoreConnection = true
+        }
+    }
+
+    @Test("tls_clienthello with ignore_connection passes TLS through untouched")
+    func ignoreConnectionPassesThrough() async throws {
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
+        let recorder = RecordingAddon()
+        try await withLoopbackOrigin(.tlsH2) { origin in
+            try await withProxy(addons: [IgnoringAddon(), recorder]) { proxy in
+                // Trusting only the origin's own CA: this verifies only if the proxy did not intercept.
+                let originCA = try origin.pki.writeCACertificate(to: scratch.file("origin-ca.pem"))
+                let t = try await Curl.transfer(["-x", proxy.proxyURL, "--cacert", originCA, origin.url("/echo", host: "localhost")])
+                #expect(t.statusCode == 200, "\(t)")
+                #expect(t.httpVersion == "2", "the origin's own ALPN choice should reach the client: \(t)")
+                #expect(recorder.count(of: .requestHeaders) == 0, "a passed-through connection has no flows: \(recorder.hookNames)")
             }
         }
     }

@@ -48,7 +48,8 @@ import Testing
         let written = response(of: client)
         #expect(written.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
         #expect(written.lowercased().contains("connection: close"))
-        #expect(written.contains("Bad request"))
+        #expect(written.contains("<p>Bad request: invalid HTTP method.</p>"))
+        #expect(written.lowercased().contains("content-type: text/html"))
         #expect(runUntil(client.channel) { !client.channel.isActive }, "the connection closes after the answer")
         #expect(client.harness.recording.count(of: .error) == 1, "the failed flow reaches the error hook")
         #expect(client.harness.logs.contains("HTTP protocol error in client request"))
@@ -78,6 +79,21 @@ import Testing
         let flows = client.harness.recording.flows(at: .error)
         #expect(flows.count == 1)
         #expect(flows.first?.error?.message.contains("origin form") == true)
+    }
+
+    @Test func slowHeadGets408AndTheConnectionCloses() throws {
+        var options = ProxyOptions()
+        options.requestHeadTimeout = 2
+        let client = try makeClient(options: options)
+        try client.send("GET http://example.com/ HTTP/1.1\r\nHost: exa")
+        client.channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        #expect(client.channel.isActive)
+        client.channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        let written = drainOutbound(client.channel).text
+        #expect(written.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"))
+        #expect(written.contains("request_head_timeout"))
+        #expect(!client.channel.isActive)
+        #expect(client.harness.recording.count(of: .requestHeaders) == 0)
     }
 
     @Test func absoluteFormRequestAnsweredByAnAddonIsServed() throws {
@@ -152,7 +168,7 @@ import Testing
         try client.send("CONNECT example.com HTTP/1.1\r\nHost: example.com\r\n\r\n")
         let written = response(of: client)
         #expect(written.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
-        #expect(written.contains("expected host:port"))
+        #expect(written.contains("Invalid CONNECT target 'example.com': expected host:port"))
         #expect(!pipeline(client.channel, contains: ProtocolPeekHandler.self))
     }
 }

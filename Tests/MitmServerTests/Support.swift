@@ -28,6 +28,7 @@ enum TestCA {
     static let confdir: String = {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("mitm-server-tests-\(UUID().uuidString)").path
+        atexit { try? FileManager.default.removeItem(atPath: TestCA.confdir) }
         return directory
     }()
 
@@ -135,8 +136,9 @@ func activate(_ channel: EmbeddedChannel) throws {
 }
 
 /// Whether the channel has been closed (its close future is done).
-func isClosed(_ channel: any Channel) -> Bool {
+func isClosed(_ channel: EmbeddedChannel) -> Bool {
     final class Flag: @unchecked Sendable { var value = false }  // only touched on the embedded loop's thread
+    channel.embeddedEventLoop.run()
     let flag = Flag()
     channel.closeFuture.whenComplete { _ in flag.value = true }
     return flag.value

@@ -327,7 +327,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let head = HTTPResponseHead(
             version: clientVersion,
-            status: HTTPResponseStatus(statusCode: response.statusCode, reasonPhrase: response.reason),
+            // The server's own reason phrase, as mitmproxy forwards it (the `statusCode:reasonPhrase:`
+            // initializer would replace it with the standard one for known codes); HTTP/2 has none.
+            status: .custom(
+                code: UInt(response.statusCode),
+                reasonPhrase: response.reason.isEmpty
+                    ? HTTPResponseStatus(statusCode: response.statusCode).reasonPhrase : response.reason
+            ),
             headers: headers
         )
         context.write(wrapOutboundOut(.head(head)), promise: nil)
@@ -395,11 +401,18 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         headTimer?.exchangeFinished()
-        let queued = queuedParts
+        // Replay pipelined requests one exchange at a time: a second head waits again while the
+        // first replayed exchange is in progress.
+        var queued = queuedParts[...]
         queuedParts = []
-        for part in queued {
+        while let part = queued.first {
+            if case .head = part, stream != nil || pendingConnect != nil {
+                break
+            }
+            queued = queued.dropFirst()
             handle(part)
         }
+        queuedParts = Array(queued) + queuedParts
     }
 
     private func dropUpstream() {
@@ -439,7 +452,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let target = Address(host: request.host, port: request.port)
         let head = HTTPResponseHead(
             version: clientVersion,
-            status: HTTPResponseStatus(statusCode: 200, reasonPhrase: "Connection established")
+            // `.custom`: `HTTPResponseStatus(statusCode:reasonPhrase:)` ignores the phrase for known codes.
+            status: .custom(code: 200, reasonPhrase: "Connection established")
         )
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)

@@ -1,0 +1,217 @@
+import Foundation
+import MitmTestSupport
+import Synchronization
+import Testing
+
+/// The `mitmdump` executable itself: flags, output, errors and Ctrl-C, run as a user runs it.
+@Suite("mitmdump command line", .timeLimit(.minutes(1)))
+struct MitmDumpCLITests {
+    /// The `mitmdump` built next to this test bundle (`swift build --build-tests` builds it).
+    static var binary: URL {
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("mitmdump")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return URL(fileURLWithPath: ".build/debug/mitmdump")
+    }
+
+    @Test("an unknown --set option fails at start, naming the option")
+    func unknownOption() async throws {
+        let result = try await CommandRunner.run(Self.binary.path, ["--set", "nonsense=1", "-p", "0"], timeout: 10)
+        #expect(result.exitCode != 0)
+        #expect(result.errorOutput.contains("No such option: nonsense"), "\(result)")
+    }
+
+    @Test("a bad value names the option, the value and what was expected")
+    func badValue() async throws {
+        let result = try await CommandRunner.run(Self.binary.path, ["--set", "body_size_limit=lots", "-p", "0"], timeout: 10)
+        #expect(result.exitCode != 0)
+        #expect(result.errorOutput.contains("Invalid value 'lots' for option body_size_limit"), "\(result)")
+    }
+
+    @Test("a bad mode is refused with the reason")
+    func badMode() async throws {
+        let result = try await CommandRunner.run(Self.binary.path, ["--mode", "reverse:ftp://x", "-p", "0"], timeout: 10)
+        #expect(result.exitCode != 0)
+        #expect(result.errorOutput.contains("unsupported scheme 'ftp'"), "\(result)")
+    }
+
+    @Test("an unreadable --certs file fails at start with its path")
+    func badCertificateFile() async throws {
+        let confdir = try temporaryDirectory()
+        let result = try await CommandRunner.run(
+            Self.binary.path,
+            ["--set", "confdir=\(confdir)", "--certs", "example.com=/nonexistent/cert.pem", "-p", "0"],
+            timeout: 20
+        )
+        #expect(result.exitCode != 0)
+        #expect((result.output + result.errorOutput).contains("/nonexistent/cert.pem"), "\(result)")
+    }
+
+    @Test("prints one line per flow as mitmdump does, -q prints nothing, Ctrl-C finishes open flows")
+    func outputAndShutdown() async throws {
+        try await withLoopbackOrigin(.plain) { origin in
+            let confdir = try temporaryDirectory()
+            let dump = try RunningMitmDump.start(["--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0"])
+            defer { dump.kill() }
+            let port = try await dump.waitForPort()
+
+            let get = try await CommandRunner.run(
+                "curl", ["-s", "--max-time", "10", "-x", "http://127.0.0.1:\(port)", origin.url("/bytes/1234")]
+            )
+            #expect(get.stdout.count == 1234)
+            _ = try await dump.waitForOutput(containing: "<< 200 OK 1.2k")
+            let requestLine = try await dump.waitForOutput(containing: "GET \(origin.url("/bytes/1234"))")
+            #expect(requestLine.hasPrefix("127.0.0.1:"), "\(requestLine)")
+
+            // A slow request in flight when SIGINT arrives still gets its response.
+            async let slow = CommandRunner.run(
+                "curl", ["-s", "--max-time", "10", "-x", "http://127.0.0.1:\(port)", origin.url("/slow?ms=700")]
+            )
+            try await Task.sleep(for: .milliseconds(300))
+            dump.interrupt()
+            let slowResult = try await slow
+            #expect(slowResult.output == "slow", "\(slowResult)")
+            let status = try await dump.waitForExit(timeout: 10)
+            #expect(status == 0)
+        }
+    }
+
+    @Test("-q prints nothing for flows")
+    func quiet() async throws {
+        try await withLoopbackOrigin(.plain) { origin in
+            let confdir = try temporaryDirectory()
+            let dump = try RunningMitmDump.start(["-q", "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0"])
+            defer { dump.kill() }
+            // -q hides the listening line too, so find the port from the process's sockets.
+            let port = try await dump.waitForListeningPortFromProc()
+            let get = try await CommandRunner.run(
+                "curl", ["-s", "--max-time", "10", "-x", "http://127.0.0.1:\(port)", origin.url("/bytes/10")]
+            )
+            #expect(get.stdout.count == 10)
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(!dump.output.contains("<<"), "\(dump.output)")
+        }
+    }
+
+    @Test("--flow-detail 2 adds headers")
+    func flowDetailHeaders() async throws {
+        try await withLoopbackOrigin(.plain) { origin in
+            let confdir = try temporaryDirectory()
+            let dump = try RunningMitmDump.start([
+                "--flow-detail", "2", "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0",
+            ])
+            defer { dump.kill() }
+            let port = try await dump.waitForPort()
+            _ = try await CommandRunner.run(
+                "curl", ["-s", "--max-time", "10", "-x", "http://127.0.0.1:\(port)", "-H", "X-Detail: yes", origin.url("/bytes/5")]
+            )
+            _ = try await dump.waitForOutput(containing: "<< 200 OK")
+            #expect(dump.output.contains("X-Detail: yes"), "\(dump.output)")
+        }
+    }
+}
+
+/// A mitmdump process whose output is collected as it runs.
+final class RunningMitmDump: Sendable {
+    let process: Process
+    private let collected = Mutex("")
+
+    static func start(_ arguments: [String]) throws -> RunningMitmDump {
+        let process = Process()
+        process.executableURL = MitmDumpCLITests.binary
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let dump = RunningMitmDump(process: process)
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            guard !data.isEmpty else {
+                handle.readabilityHandler = nil
+                return
+            }
+            dump.collected.withLock { $0 += String(decoding: data, as: UTF8.self) }
+        }
+        try process.run()
+        return dump
+    }
+
+    private init(process: Process) {
+        self.process = process
+    }
+
+    var output: String { collected.withLock { $0 } }
+
+    /// The port from "… listening at 127.0.0.1:PORT."
+    func waitForPort() async throws -> Int {
+        let line = try await waitForOutput(containing: "listening at")
+        guard let range = line.range(of: "listening at "),
+            let port = line[range.upperBound...].split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: CharacterSet(charactersIn: ". \n"))) })
+        else {
+            throw TestFailure("no port in '\(line)'")
+        }
+        return port
+    }
+
+    /// For -q: the listening port read from /proc (the process prints nothing).
+    func waitForListeningPortFromProc() async throws -> Int {
+        let pid = process.processIdentifier
+        for _ in 0..<100 {
+            let result = try await CommandRunner.run("ss", ["-ltnpH"], timeout: 5)
+            for line in result.output.split(separator: "\n") where line.contains("pid=\(pid),") {
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                if fields.count >= 4, let port = fields[3].split(separator: ":").last.flatMap({ Int($0) }) {
+                    return port
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestFailure("mitmdump -q never listened")
+    }
+
+    func waitForOutput(containing text: String, timeout: Double = 15) async throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let output = self.output
+            if let line = output.split(separator: "\n").first(where: { $0.contains(text) }) {
+                return String(line)
+            }
+            if !process.isRunning {
+                throw TestFailure("mitmdump exited (\(process.terminationStatus)) before printing '\(text)':\n\(output)")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("mitmdump did not print '\(text)' within \(timeout) s:\n\(output)")
+    }
+
+    func interrupt() {
+        process.interrupt()
+    }
+
+    func waitForExit(timeout: Double) async throws -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        guard !process.isRunning else { throw TestFailure("mitmdump did not exit within \(timeout) s") }
+        return process.terminationStatus
+    }
+
+    func kill() {
+        if process.isRunning { process.terminate() }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+func temporaryDirectory() throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("mitmdump-cli-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
