@@ -50,7 +50,7 @@ final class ClientConnectionContext: @unchecked Sendable {
     /// Turns a request head as the client sent it into the flow's request, resolving which server it
     /// is for from the mode, the tunnel and the request target.
     func makeRequest(_ head: HTTPRequestHead, isHTTP2: Bool) throws(RequestError) -> HTTPRequest {
-        let version = isHTTP2 ? "HTTP/2.0" : "HTTP/\(head.version.major).\(head.version.minor)"
+        let version = isHTTP2 ? "HTTP/2.0" : head.version.mitmproxyString
         let method = head.method.rawValue
         let uri = head.uri
         var request = HTTPRequest(
@@ -159,12 +159,8 @@ final class ClientConnectionContext: @unchecked Sendable {
         if let connection = http2[key], connection.isUsable {
             return connection.openStream(scheme: scheme).map { (connection, $0) }
         }
-        while var idle = idleHTTP1[key], let connection = idle.popLast() {
-            idleHTTP1[key] = idle.isEmpty ? nil : idle
-            if connection.isUsable {
-                return connection.openStream(scheme: scheme).map { (connection, $0) }
-            }
-            connection.channel.close(promise: nil)
+        if let (connection, handler) = idleHTTP1Stream(for: key) {
+            return eventLoop.makeSucceededFuture((connection, handler))
         }
         if let failure = eagerFailure, failure.key == key {
             eagerFailure = nil
@@ -174,6 +170,19 @@ final class ClientConnectionContext: @unchecked Sendable {
         return connect(key: key, alpnOffers: offers).flatMap { connection in
             connection.openStream(scheme: scheme).map { (connection, $0) }
         }
+    }
+
+    /// An idle HTTP/1 connection to `key`, marked busy, if the pool has a usable one.
+    func idleHTTP1Stream(for key: ServerKey) -> (UpstreamConnection, UpstreamStreamHandler)? {
+        while var idle = idleHTTP1[key], let connection = idle.popLast() {
+            idleHTTP1[key] = idle.isEmpty ? nil : idle
+            if connection.isUsable, case .http1(let handler) = connection.kind {
+                connection.isBusy = true
+                return (connection, handler)
+            }
+            connection.channel.close(promise: nil)
+        }
+        return nil
     }
 
     /// Connects to a server and keeps the connection in this client's pool.

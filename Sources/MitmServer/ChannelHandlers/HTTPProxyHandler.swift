@@ -142,7 +142,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             host: host.host,
             port: host.port,
             path: head.uri,
-            httpVersion: "HTTP/\(head.version.major).\(head.version.minor)",
+            httpVersion: head.version.mitmproxyString,
             headers: Headers(head.headers)
         )
     }
@@ -209,42 +209,53 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func sendRequest(_ request: HTTPRequest, body: ByteBuffer?, end: Bool) {
         let key = connection.serverKey(for: request)
+        let bodyLength = end ? (body?.readableBytes ?? 0) : nil
         var parts: [HTTPClientRequestPart] = []
-        parts.reserveCapacity(3)
-        parts.append(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "")))  // replaced once we know the server's HTTP version
         if let body, body.readableBytes > 0 { parts.append(.body(.byteBuffer(body))) }
         if end { parts.append(.end(request.trailers?.storage)) }
+        // Keep-alive fast path: an idle HTTP/1 connection to the same server takes the request now.
+        if let (server, handler) = connection.idleHTTP1Stream(for: key) {
+            startExchange(server: server, handler: handler, request: request, bodyLength: bodyLength, parts: parts)
+            return
+        }
         pendingUpstreamParts = parts
         isConnecting = true
-        let bodyLength = end ? (body?.readableBytes ?? 0) : nil
         connection.acquireStream(for: key, scheme: request.scheme).whenComplete { [self] result in
             isConnecting = false
+            let parts = pendingUpstreamParts
+            pendingUpstreamParts = []
             switch result {
             case .success(let (server, handler)):
                 guard stream != nil, !isClosed else {
                     connection.release(server, reusable: false)
                     return
                 }
-                upstream = (server, handler)
-                stream!.attachServerConnection(server.server)
-                let head = Self.serverRequestHead(request, bodyLength: bodyLength, toHTTP2: server.isHTTP2)
-                var parts = pendingUpstreamParts
-                pendingUpstreamParts = []
-                parts[0] = .head(head)
-                handler.delegate = self
-                handler.begin(head, delegate: self)
-                for part in parts.dropFirst() {
-                    handler.send(part, flush: false)
-                }
-                handler.flush()
+                startExchange(server: server, handler: handler, request: request, bodyLength: bodyLength, parts: parts)
             case .failure(let error):
-                pendingUpstreamParts = []
                 let message = (error as? ServerConnector.Failure)?.description ?? describe(error)
                 services.logger.info("\(connection.client.peername): \(message)")
                 guard stream != nil else { return }
                 run(stream!.serverFailed(message))
             }
         }
+    }
+
+    /// Sends the request head, and whatever body the client has sent so far, on a server stream.
+    private func startExchange(
+        server: UpstreamConnection,
+        handler: UpstreamStreamHandler,
+        request: HTTPRequest,
+        bodyLength: Int?,
+        parts: [HTTPClientRequestPart]
+    ) {
+        upstream = (server, handler)
+        stream!.attachServerConnection(server.server)
+        let head = Self.serverRequestHead(request, bodyLength: bodyLength, toHTTP2: server.isHTTP2)
+        handler.begin(head, delegate: self)
+        for part in parts {
+            handler.send(part, flush: false)
+        }
+        handler.flush()
     }
 
     private func sendUpstream(_ part: HTTPClientRequestPart, flush: Bool) {
@@ -283,7 +294,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Returns false when the message must be delimited by closing the connection.
     @discardableResult
     static func fixFraming(_ headers: inout HTTPHeaders, bodyLength: Int?, chunkedAllowed: Bool) -> Bool {
-        let isChunked = headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
+        let isChunked = headers.hasToken("chunked", in: "transfer-encoding")
         if let bodyLength {
             if isChunked { return true }
             if let declared = headers.first(name: "content-length") {
@@ -318,7 +329,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 )
                 if !delimited { closeAfterResponse = true }
             }
-            if headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) {
+            if headers.hasToken("close", in: "connection") {
                 closeAfterResponse = true
             }
             if closeAfterResponse && clientVersion == .http1_1 && !headers.contains(name: "connection") {
@@ -552,7 +563,7 @@ extension HTTPProxyHandler: UpstreamExchangeDelegate {
     func upstreamResponseHead(_ head: HTTPResponseHead) {
         guard stream != nil else { return }
         var response = HTTPResponse(
-            httpVersion: upstream?.connection.isHTTP2 == true ? "HTTP/2.0" : "HTTP/\(head.version.major).\(head.version.minor)",
+            httpVersion: upstream?.connection.isHTTP2 == true ? "HTTP/2.0" : head.version.mitmproxyString,
             statusCode: Int(head.status.code),
             reason: head.status.reasonPhrase,
             headers: Headers(head.headers)

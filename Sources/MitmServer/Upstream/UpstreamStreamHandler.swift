@@ -89,9 +89,8 @@ final class UpstreamStreamHandler: ChannelDuplexHandler, RemovableChannelHandler
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
-            if head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" })
-                || head.version.major == 1 && head.version.minor == 0
-                    && !head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "keep-alive" })
+            if head.headers.hasToken("close", in: "connection")
+                || head.version == .http1_0 && !head.headers.hasToken("keep-alive", in: "connection")
             {
                 serverWillClose = true
             }
