@@ -137,4 +137,39 @@ struct HTTPSInterceptionTests {
             }
         }
     }
+
+    @Test("--certs serves the user's own certificate for its domain")
+    func userCertificate() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("certs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let key = directory.appendingPathComponent("key.pem").path
+        let cert = directory.appendingPathComponent("cert.pem").path
+        let made = try await CommandRunner.run(
+            "openssl",
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                "-subj", "/CN=custom.test/O=Users Own", "-addext", "subjectAltName=DNS:custom.test",
+            ],
+            timeout: 30
+        )
+        try #require(made.succeeded, "\(made)")
+        let combined = directory.appendingPathComponent("custom.pem").path
+        let pem = try String(contentsOfFile: key, encoding: .utf8) + String(contentsOfFile: cert, encoding: .utf8)
+        try pem.write(toFile: combined, atomically: true, encoding: .utf8)
+
+        try await withProxy(configure: { $0.certs = ["custom.test=\(combined)"] }) { proxy in
+            // The proxy answers CONNECT before it knows whether custom.test resolves, then serves
+            // the user's certificate in the handshake.
+            let result = try await CommandRunner.run(
+                "openssl",
+                ["s_client", "-proxy", "127.0.0.1:\(proxy.port)", "-connect", "custom.test:443", "-servername", "custom.test", "-showcerts"],
+                stdin: Data(),
+                timeout: 10
+            )
+            let leaf = try #require(CertificateSummary.all(inPEMText: result.output).first, "no certificate: \(result)")
+            #expect(leaf.subjectCommonName == "custom.test", "\(leaf)")
+            #expect(leaf.issuerCommonName == "custom.test", "the user's self-signed certificate, not one of ours: \(leaf)")
+        }
+    }
 }
