@@ -172,12 +172,11 @@ final class ClientConnectionContext: @unchecked Sendable {
         }
     }
 
-    /// An idle HTTP/1 connection to `key`, marked busy, if the pool has a usable one.
+    /// An idle HTTP/1 connection to `key`, taken out of the pool, if it has a usable one.
     func idleHTTP1Stream(for key: ServerKey) -> (UpstreamConnection, UpstreamStreamHandler)? {
         while var idle = idleHTTP1[key], let connection = idle.popLast() {
             idleHTTP1[key] = idle.isEmpty ? nil : idle
             if connection.isUsable, case .http1(let handler) = connection.kind {
-                connection.isBusy = true
                 return (connection, handler)
             }
             connection.channel.close(promise: nil)
@@ -229,7 +228,6 @@ final class ClientConnectionContext: @unchecked Sendable {
     /// Returns an HTTP/1 connection after an exchange: kept for the next one when it is clean.
     func release(_ connection: UpstreamConnection, reusable: Bool) {
         guard case .http1 = connection.kind else { return }
-        connection.isBusy = false
         if reusable && connection.isUsable && !isClosed {
             idleHTTP1[connection.key, default: []].append(connection)
         } else {

@@ -43,9 +43,7 @@ enum TLSInterceptor {
         .flatMap { server -> EventLoopFuture<(LeafRequest, LeafCertificate, String?)> in
             let alpn = chooseALPN(clientOffers: hello.alpnProtocols, server: server, http2: services.options.http2)
             let request = leafRequest(hello: hello, connection: connection, server: server)
-            if let custom = services.certificates.customCertificate(forHost: hello.serverName ?? request.commonName ?? "") {
-                return eventLoop.makeSucceededFuture((request, custom, alpn))
-            }
+            // The store answers with a user's certificate (--certs) first, then its cache.
             if let cached = services.certificates.cachedLeaf(for: request) {
                 return eventLoop.makeSucceededFuture((request, cached, alpn))
             }

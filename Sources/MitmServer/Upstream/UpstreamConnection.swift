@@ -24,8 +24,6 @@ final class UpstreamConnection: @unchecked Sendable {
     let channel: any Channel
     let kind: Kind
     var server: ServerConnection
-    /// HTTP/1: whether an exchange is using the connection.
-    var isBusy = false
 
     init(key: ServerKey, channel: any Channel, kind: Kind, server: ServerConnection) {
         self.key = key
@@ -52,7 +50,6 @@ final class UpstreamConnection: @unchecked Sendable {
     func openStream(scheme: String) -> EventLoopFuture<UpstreamStreamHandler> {
         switch kind {
         case .http1(let handler):
-            isBusy = true
             return channel.eventLoop.makeSucceededFuture(handler)
         case .http2(let multiplexer):
             let promise = channel.eventLoop.makePromise(of: (any Channel).self)
