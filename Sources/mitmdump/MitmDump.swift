@@ -17,7 +17,7 @@ struct MitmDump: AsyncParsableCommand {
     @Option(name: [.short, .long], help: "Proxy mode: regular, reverse:URL. May be given more than once.")
     var mode: [String] = []
 
-    @Option(name: .customShort("R"), help: "Reverse proxy to URL (classic form of --mode reverse:URL).")
+    @Option(name: .customShort("R"), help: ArgumentHelp("Reverse proxy to URL (classic form of --mode reverse:URL).", valueName: "url"))
     var reverse: String?
 
     @Option(name: [.long], help: "Address to bind the proxy to.")
@@ -105,6 +105,11 @@ struct MitmDump: AsyncParsableCommand {
         if let reverse {
             let spec = "reverse:\(reverse)"
             do { modes.append(try ProxyMode(parsing: spec)) } catch { throw OptionError.invalid("mode", spec, "\(error)") }
+        }
+        if modes.count > 1 {
+            throw OptionError.invalid(
+                "mode", modes.map(\.description).joined(separator: " "), "only one mode at a time is supported so far"
+            )
         }
         if !modes.isEmpty { options.modes = modes }
         if let listenHost { options.listenHost = listenHost }
