@@ -67,6 +67,7 @@ final class ProxyServices: Sendable {
     /// Runs any other hook, fire-and-forget, in the background (connection and TLS events).
     func notify(_ body: @escaping @Sendable (AddonManager) async -> Void) {
         let addons = self.addons
+        guard !addons.addons.isEmpty else { return }
         Task.immediate { await body(addons) }
     }
 

@@ -36,7 +36,14 @@ enum ServerConnector {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.milliseconds(Int64(options.connectTimeout * 1000)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-        return bootstrap.connect(host: address.host, port: address.port)
+        // An IP literal needs no resolver (which would cost a thread hop per connection).
+        let connecting: EventLoopFuture<any Channel>
+        if let ip = try? SocketAddress(ipAddress: address.host, port: address.port) {
+            connecting = bootstrap.connect(to: ip)
+        } else {
+            connecting = bootstrap.connect(host: address.host, port: address.port)
+        }
+        return connecting
             .flatMapErrorThrowing { error in
                 throw Failure(description: "Error connecting to \(address): \(describe(error))")
             }
