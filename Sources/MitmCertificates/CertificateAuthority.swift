@@ -201,10 +201,12 @@ extension Certificate.SerialNumber {
     static func randomPositive159Bit() -> Self {
         var bytes = SystemRandomNumberGenerator.randomBytes(count: 20)
         bytes[0] &= 0x7F
-        if bytes.allSatisfy({ $0 == 0 }) {
-            bytes[19] = 1
+        // A zero first byte would be normalised away, leaving a first byte with its high bit set:
+        // keep the leading byte non-zero so the serial is positive in every reading of its bytes.
+        if bytes[0] == 0 {
+            bytes[0] = 1
         }
-        return Self(bytes: bytes)  // normalises away leading zero bytes
+        return Self(bytes: bytes)
     }
 }
 
