@@ -100,7 +100,8 @@ enum PipelineSetup {
             case .needMoreData:
                 return .needMoreData
             case .tls:
-                switch ClientHello.parse(bytes) {
+                let parsed = ClientHello.parse(bytes)
+                switch parsed {
                 case .needMoreData:
                     return .needMoreData
                 case .clientHello(let hello):
@@ -109,10 +110,11 @@ enum PipelineSetup {
                     }
                 case .notTLS, .malformed:
                     let reason: String
-                    if case .malformed(let why) = ClientHello.parse(bytes) { reason = why } else { reason = "not TLS" }
+                    if case .malformed(let why) = parsed { reason = why } else { reason = "not TLS" }
                     return .decided { context in
                         connection.services.logger.info(
-                            "\(connection.client.peername): Client TLS handshake failed: invalid ClientHello (\(reason))"
+                            "Client TLS handshake failed: invalid ClientHello (\(reason))",
+                            metadata: ["client": "\(connection.client.peername)"]
                         )
                         context.close(promise: nil)
                     }
@@ -169,7 +171,8 @@ enum PipelineSetup {
                     }
                 case .failure(let error):
                     connection.services.logger.info(
-                        "\(connection.client.peername): Error connecting to \(target): \(describe(error))"
+                        "Error connecting to \(target): \(describe(error))",
+                        metadata: ["client": "\(connection.client.peername)"]
                     )
                     clientChannel.close(promise: nil)
                 }

@@ -113,7 +113,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         do {
             request = try connection.makeRequest(head, isHTTP2: isHTTP2)
         } catch {
-            services.logger.info("\(connection.client.peername): \(error.message)")
+            services.logger.info("\(error.message)", metadata: ["client": "\(connection.client.peername)"])
             var flow = HTTPFlow(request: placeholderRequest(head), clientConnection: connection.client)
             flow.request.timestampEnd = now()
             closeAfterResponse = true
@@ -233,7 +233,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 startExchange(server: server, handler: handler, request: request, bodyLength: bodyLength, parts: parts)
             case .failure(let error):
                 let message = (error as? ServerConnector.Failure)?.description ?? describe(error)
-                services.logger.info("\(connection.client.peername): \(message)")
+                services.logger.info("\(message)", metadata: ["client": "\(connection.client.peername)"])
                 guard stream != nil else { return }
                 run(stream!.serverFailed(message))
             }
@@ -440,7 +440,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Answers outside any flow (a timed-out head) and closes.
     func writeBareResponse(status: Int, message: String) {
         guard let context, stream == nil else { return }
-        services.logger.info("\(connection.client.peername): \(message)")
+        services.logger.info("\(message)", metadata: ["client": "\(connection.client.peername)"])
         let response = HTTPResponse.makeError(status, message: message)
         var headers = response.headers.storage
         headers.replaceOrAdd(name: "connection", value: "close")
@@ -473,7 +473,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         do {
             try PipelineSetup.switchToTunnel(pipeline: context.pipeline, connection: connection)
         } catch {
-            services.logger.error("\(connection.client.peername): could not open tunnel to \(target): \(error)")
+            services.logger.error(
+                "could not open tunnel to \(target): \(error)",
+                metadata: ["client": "\(connection.client.peername)"]
+            )
             context.close(promise: nil)
         }
     }
@@ -518,7 +521,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let parserError = error as? HTTPParserError, !isHTTP2 {
             // A malformed request: answer it with a readable reason, record it as a failed flow.
             let (status, reason) = Self.describeParserError(parserError, limit: services.options.headerSizeLimit)
-            services.logger.info("\(connection.client.peername): HTTP protocol error in client request: \(reason)")
+            services.logger.info(
+                "HTTP protocol error in client request: \(reason)",
+                metadata: ["client": "\(connection.client.peername)"]
+            )
             if stream == nil {
                 let head = requestHead ?? HTTPRequestHead(version: .http1_1, method: .init(rawValue: ""), uri: "")
                 var flow = HTTPFlow(request: placeholderRequest(head), clientConnection: connection.client)

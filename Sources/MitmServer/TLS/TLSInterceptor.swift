@@ -68,13 +68,17 @@ enum TLSInterceptor {
                     )
                     sync.removeHandler(context: peekContext, promise: nil)
                 } catch {
-                    services.logger.error("\(connection.client.peername): could not set up TLS: \(error)")
+                    services.logger.error(
+                        "could not set up TLS: \(error)",
+                        metadata: ["client": "\(connection.client.peername)"]
+                    )
                     peekContext.close(promise: nil)
                 }
             case .failure(let error):
                 if error is Skip { return }
                 services.logger.error(
-                    "\(connection.client.peername): could not create a certificate for \(hello.serverName ?? "?"): \(error)"
+                    "could not create a certificate for \(hello.serverName ?? "?"): \(error)",
+                    metadata: ["client": "\(connection.client.peername)"]
                 )
                 peekContext.close(promise: nil)
             }
@@ -250,7 +254,8 @@ final class ClientTLSHandshakeHandler: ChannelInboundHandler, RemovableChannelHa
         let host = hello.serverName ?? connection.originalServerAddress?.host ?? "unknown host"
         let reason = describe(tlsError: error)
         connection.services.logger.info(
-            "\(connection.client.peername): Client TLS handshake failed. The client may not trust the proxy's certificate for \(host) (\(reason))"
+            "Client TLS handshake failed. The client may not trust the proxy's certificate for \(host) (\(reason))",
+            metadata: ["client": "\(connection.client.peername)"]
         )
         let data = TLSHookData(side: .client, client: connection.client, error: reason)
         connection.services.notify { await $0.tls(.tlsFailedClient, data) }
