@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "MitmAddons", targets: ["MitmAddons"]),
         .library(name: "MitmCertificates", targets: ["MitmCertificates"]),
         .library(name: "MitmServer", targets: ["MitmServer"]),
+        .library(name: "MitmIO", targets: ["MitmIO"]),
         .library(name: "MitmTestSupport", targets: ["MitmTestSupport"]),
     ],
     dependencies: [
@@ -66,6 +67,15 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MitmIO",
+            dependencies: [
+                "MitmCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "CompressNIO", package: "compress-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -144,6 +154,12 @@ let package = Package(
         .testTarget(
             name: "MitmCertificatesTests",
             dependencies: ["MitmCertificates"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MitmIOTests",
+            dependencies: ["MitmIO", "MitmCore"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

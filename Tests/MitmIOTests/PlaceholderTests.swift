@@ -1,0 +1,6 @@
+import MitmIO
+import Testing
+
+@Test func moduleLoads() {
+    #expect(String(describing: MitmIO.self) == "MitmIO")
+}
