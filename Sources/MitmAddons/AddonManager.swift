@@ -38,6 +38,21 @@ public final class AddonManager: Sendable {
         }
     }
 
+    /// Runs the hooks a finished flow went through, in order, as mitmproxy does for flows read from
+    /// a file (`-r`): requestheaders, request, then responseheaders and response if it has one, and
+    /// error if it failed.
+    public func replay(_ flow: inout HTTPFlow) async {
+        await run(.requestHeaders, on: &flow)
+        await run(.request, on: &flow)
+        if flow.response != nil {
+            await run(.responseHeaders, on: &flow)
+            await run(.response, on: &flow)
+        }
+        if flow.error != nil {
+            await run(.error, on: &flow)
+        }
+    }
+
     public func clientConnected(_ client: inout ClientConnection) async {
         await invoke(.clientConnected, &client) { try await $0.clientConnected(&$1, context: $2) }
     }

@@ -62,6 +62,8 @@ struct MitmDump: AsyncParsableCommand {
     func run() async throws {
         var options = ProxyOptions()
         var dumper = DumperOptions()
+        // The mitmdump line carries the duration; mitmdump 11 itself prints none.
+        dumper.showDuration = true
         var verbosity = Logger.Level.info
         do {
             try apply(to: &options, dumper: &dumper, verbosity: &verbosity)

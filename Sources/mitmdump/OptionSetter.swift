@@ -72,6 +72,7 @@ enum OptionSetter {
         case "threads": options.threads = value.isEmpty || value == "auto" ? nil : try int(1...256)
         case "flow_detail": dumper.flowDetail = try int(0...4)
         case "showhost": dumper.showHost = try bool()
+        case "dumper_duration": dumper.showDuration = try bool()
         case "termlog_verbosity":
             switch value {
             case "error": verbosity = .error

@@ -38,7 +38,22 @@ public struct DumperOptions: Sendable, Hashable {
     /// as mitmproxy's console flow list shows it. mitmdump 11 prints no duration, so this is off by
     /// default to keep the output identical to mitmdump's.
     public var showDuration: Bool = false
-    // TODO: `dumper_filter` (only dump flows matching a filter expression) once flow filters exist.
+    /// `dumper_filter` (mitmdump's positional filter): only flows it accepts are printed.
+    public var filter: Filter?
+
+    /// A compiled filter expression, as a predicate (a `FlowFilter` in mitmdump).
+    public struct Filter: Sendable, Hashable {
+        public let expression: String
+        public let matches: @Sendable (HTTPFlow) -> Bool
+
+        public init(expression: String, matches: @escaping @Sendable (HTTPFlow) -> Bool) {
+            self.expression = expression
+            self.matches = matches
+        }
+
+        public static func == (lhs: Filter, rhs: Filter) -> Bool { lhs.expression == rhs.expression }
+        public func hash(into hasher: inout Hasher) { hasher.combine(expression) }
+    }
 
     public init() {}
 
@@ -122,8 +137,7 @@ public struct Dumper: Addon {
 
     /// Whether `flow` is printed at all.
     public func matches(_ flow: HTTPFlow) -> Bool {
-        // TODO: `dumper_filter`.
-        options.flowDetail > 0
+        options.flowDetail > 0 && (options.filter?.matches(flow) ?? true)
     }
 
     /// The lines printed for `flow`, as `response`/`error` print them (without the newlines).
