@@ -83,6 +83,7 @@ let package = Package(
             name: "MitmAddons",
             dependencies: [
                 "MitmCore",
+                "MitmIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
