@@ -76,6 +76,9 @@ public final class ProxyServer: Sendable {
         }
     }
 
+    /// The addon chain this proxy runs hooks on (so flows read from a file meet the same addons).
+    public var addons: AddonManager { services.addons }
+
     /// Flows still in progress (requests read, response not yet sent).
     public var openFlowCount: Int { services.openFlows.load(ordering: .relaxed) }
 

@@ -56,7 +56,16 @@ struct MitmDump: AsyncParsableCommand {
     @Flag(name: .long, help: "Use the Host header to construct URLs for display.")
     var showhost = false
 
-    @Argument(help: "Filter expression (not supported yet).")
+    @Option(name: [.customShort("w"), .customLong("save-stream-file")], help: ArgumentHelp("Stream flows to file as they arrive. Prefix path with + to append.", valueName: "path"))
+    var saveStreamFile: String?
+
+    @Option(name: [.short, .customLong("rfile")], help: ArgumentHelp("Read flows from file (mitmproxy flow file or HAR).", valueName: "path"))
+    var rfile: String?
+
+    @Flag(name: [.short, .customLong("no-server")], help: "Start no proxy server (with -r: read, show, save, then exit).")
+    var noServer = false
+
+    @Argument(help: "Filter expression: only matching flows are shown and saved (mitmproxy's filter language).")
     var filter: [String] = []
 
     func run() async throws {
@@ -65,8 +74,9 @@ struct MitmDump: AsyncParsableCommand {
         // The mitmdump line carries the duration; mitmdump 11 itself prints none.
         dumper.showDuration = true
         var verbosity = Logger.Level.info
+        var files = FileOptions()
         do {
-            try apply(to: &options, dumper: &dumper, verbosity: &verbosity)
+            try apply(to: &options, dumper: &dumper, verbosity: &verbosity, files: &files)
         } catch let error as OptionError {
             throw ValidationError(error.description)
         }
@@ -81,6 +91,21 @@ struct MitmDump: AsyncParsableCommand {
         if dumper.flowDetail > 0 {
             addons.append(Dumper(options: dumper, sink: StandardOutputSink()))
         }
+        do {
+            addons += try FlowFiles.saveAddons(files, positionalFilter: dumper.filter)
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+        if noServer {
+            // No proxy: run the addons on the flows of the file (if any), then stop.
+            let manager = AddonManager(addons: addons, context: AddonContext(options: options, logger: logger))
+            await manager.running()
+            let readOK = await FlowFiles.read(rfile, into: manager, logger: logger)
+            await manager.done()
+            if !readOK { throw ExitCode(1) }
+            return
+        }
         let server: ProxyServer
         do {
             server = try ProxyServer(options: options, addons: addons, logger: logger)
@@ -94,13 +119,19 @@ struct MitmDump: AsyncParsableCommand {
             logger.critical("Error starting proxy server: \(error)")
             throw ExitCode(1)
         }
+        _ = await FlowFiles.read(rfile, into: server.addons, logger: logger)
         await waitForTermination()
         await server.shutdown()
     }
 
     /// Turns the flags and `--set` values into options, in mitmproxy's precedence (flags and `--set`
     /// in the order mitmproxy applies them).
-    private func apply(to options: inout ProxyOptions, dumper: inout DumperOptions, verbosity: inout Logger.Level) throws {
+    private func apply(
+        to options: inout ProxyOptions,
+        dumper: inout DumperOptions,
+        verbosity: inout Logger.Level,
+        files: inout FileOptions
+    ) throws {
         var modes = try mode.map { spec in
             do { return try ProxyMode(parsing: spec) } catch { throw OptionError.invalid("mode", spec, "\(error)") }
         }
@@ -133,14 +164,15 @@ struct MitmDump: AsyncParsableCommand {
             }
             let name = String(assignment[..<eq])
             let value = String(assignment[assignment.index(after: eq)...])
-            try OptionSetter.set(name, value, options: &options, dumper: &dumper, verbosity: &verbosity)
+            try OptionSetter.set(name, value, options: &options, dumper: &dumper, verbosity: &verbosity, files: &files)
         }
+        if let saveStreamFile { files.saveStreamFile = saveStreamFile }
         if quiet {
             dumper.flowDetail = 0
             verbosity = .error
         }
         if !filter.isEmpty {
-            throw OptionError.invalid("filter", filter.joined(separator: " "), "filter expressions are not supported yet")
+            dumper.filter = try FlowFiles.compile(filter.joined(separator: " "), option: "filter")
         }
         guard (0...4).contains(dumper.flowDetail) else {
             throw OptionError.invalid("flow_detail", String(dumper.flowDetail), "expected 0 to 4")

@@ -24,7 +24,8 @@ enum OptionSetter {
         _ value: String,
         options: inout ProxyOptions,
         dumper: inout DumperOptions,
-        verbosity: inout Logger.Level
+        verbosity: inout Logger.Level,
+        files: inout FileOptions
     ) throws {
         func bool() throws -> Bool {
             switch value.lowercased() {
@@ -71,6 +72,9 @@ enum OptionSetter {
         case "connect_timeout": options.connectTimeout = try seconds()
         case "threads": options.threads = value.isEmpty || value == "auto" ? nil : try int(1...256)
         case "flow_detail": dumper.flowDetail = try int(0...4)
+        case "save_stream_file": files.saveStreamFile = value.isEmpty ? nil : value
+        case "save_stream_filter": files.saveStreamFilter = value.isEmpty ? nil : try FlowFiles.compile(value, option: name)
+        case "hardump": files.harDump = value.isEmpty ? nil : value
         case "showhost": dumper.showHost = try bool()
         case "dumper_duration": dumper.showDuration = try bool()
         case "termlog_verbosity":

@@ -20,6 +20,8 @@ public struct Address: Sendable, Hashable, CustomStringConvertible {
 public struct ConnectionID: Sendable, Hashable, CustomStringConvertible {
     public let uuid: UUID
     public init() { self.uuid = UUID.fast() }
+    /// An existing connection's id, e.g. one read back from a flow file.
+    public init(uuid: UUID) { self.uuid = uuid }
     public var description: String { uuid.uuidString.lowercased() }
 }
 

@@ -1,0 +1,133 @@
+import Foundation
+import MitmCore
+import NIOCore
+
+extension FlowFilter.Node {
+    /// Evaluates the node against `flow` with mitmproxy 11's semantics for HTTP flows.
+    public func matches(_ flow: HTTPFlow) -> Bool {
+        switch self {
+        case .and(let items): return items.allSatisfy { $0.matches(flow) }
+        case .or(let items): return items.contains { $0.matches(flow) }
+        case .not(let inner): return !inner.matches(flow)
+        case .flag(let flag): return flag.matches(flow)
+        case .regex(let filter, let pattern): return filter.matches(flow, pattern)
+        case .code(let code): return flow.response?.statusCode == code
+        }
+    }
+}
+
+extension FlowFilter.Flag {
+    func matches(_ flow: HTTPFlow) -> Bool {
+        switch self {
+        case .asset:
+            guard let response = flow.response else { return false }
+            return FlowFilter.contentTypes(of: response).contains { value in
+                Self.assetTypes.contains { value.contains($0) }
+            }
+        case .error: return flow.error != nil
+        case .http, .all: return true
+        case .marked: return !flow.marked.isEmpty
+        case .replay: return flow.isReplay != nil
+        case .replayRequest: return flow.isReplay == "request"
+        case .replayResponse: return flow.isReplay == "response"
+        case .request: return flow.response == nil
+        case .response: return flow.response != nil
+        case .tcp, .udp, .dns, .websocket: return false
+        }
+    }
+
+    /// mitmproxy's asset content types; its patterns (`image/.*`, …) are unanchored searches, so
+    /// each amounts to "contains this prefix".
+    private static let assetTypes = [
+        "text/javascript", "application/x-javascript", "application/javascript", "text/css",
+        "image/", "font/", "application/font",
+    ]
+}
+
+extension FlowFilter.RegexFilter {
+    func matches(_ flow: HTTPFlow, _ pattern: FlowFilter.Pattern) -> Bool {
+        switch self {
+        case .body:
+            return FlowFilter.bodyText(flow.request).map(pattern.search) == true
+                || flow.response.flatMap(FlowFilter.bodyText).map(pattern.search) == true
+        case .requestBody:
+            return FlowFilter.bodyText(flow.request).map(pattern.search) == true
+        case .responseBody:
+            return flow.response.flatMap(FlowFilter.bodyText).map(pattern.search) == true
+        case .contentType:
+            return FlowFilter.contentTypes(of: flow.request).contains(where: pattern.search)
+                || (flow.response.map { FlowFilter.contentTypes(of: $0).contains(where: pattern.search) } ?? false)
+        case .requestContentType:
+            return FlowFilter.contentTypes(of: flow.request).contains(where: pattern.search)
+        case .responseContentType:
+            return flow.response.map { FlowFilter.contentTypes(of: $0).contains(where: pattern.search) } ?? false
+        case .header:
+            return pattern.search(FlowFilter.headerBlock(flow.request.headers))
+                || (flow.response.map { pattern.search(FlowFilter.headerBlock($0.headers)) } ?? false)
+        case .requestHeader:
+            return pattern.search(FlowFilter.headerBlock(flow.request.headers))
+        case .responseHeader:
+            return flow.response.map { pattern.search(FlowFilter.headerBlock($0.headers)) } ?? false
+        case .method:
+            return pattern.search(flow.request.method)
+        case .domain:
+            return pattern.search(flow.request.host) || pattern.search(FlowFilter.prettyHost(flow.request))
+        case .url:
+            return pattern.search(flow.request.prettyURL)
+        case .source:
+            let peer = flow.clientConnection.peername
+            return pattern.search("\(peer.host):\(peer.port)")
+        case .destination:
+            guard let address = flow.serverConnection?.address else { return false }
+            return pattern.search("\(address.host):\(address.port)")
+        case .meta:
+            let text = flow.metadata.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "\n")
+            return pattern.search(text)
+        case .marker:
+            return pattern.search(flow.marked)
+        case .comment:
+            return pattern.search(flow.comment)
+        }
+    }
+}
+
+extension FlowFilter {
+    /// The decoded body as text, or the raw body when it does not decode (mitmproxy's
+    /// `get_content(strict=False)`); `nil` without a body. Bytes that are not UTF-8 become U+FFFD.
+    static func bodyText(_ message: some HTTPMessage) -> String? {
+        guard let raw = message.rawContent else { return nil }
+        let content = (try? message.content()) ?? raw
+        return String(buffer: content)
+    }
+
+    /// The values of every Content-Type field.
+    static func contentTypes(of message: some HTTPMessage) -> [String] {
+        message.headers.values(for: "content-type")
+    }
+
+    /// The header fields as mitmproxy's `bytes(headers)`: `Name: value\r\n` per field, names in
+    /// their original case; empty without fields.
+    static func headerBlock(_ headers: Headers) -> String {
+        var out = ""
+        for field in headers {
+            out += "\(field.name): \(field.value)\r\n"
+        }
+        return out
+    }
+
+    /// mitmproxy's `request.pretty_host`: the host from the client's Host header (HTTP/2 and 3:
+    /// `:authority` first) without its port, else the request's host.
+    static func prettyHost(_ request: HTTPRequest) -> String {
+        let field: String?
+        if request.isHTTP2 || request.httpVersion == "HTTP/3" {
+            field = request.authority.isEmpty ? request.headers["host"] : request.authority
+        } else {
+            field = request.headers["host"]
+        }
+        guard let field, !field.isEmpty else { return request.host }
+        if let parsed = Authority(parsing: field) {
+            return parsed.host
+        }
+        return field
+    }
+}

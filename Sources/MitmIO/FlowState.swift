@@ -1,0 +1,411 @@
+import Foundation
+import MitmCore
+import NIOCore
+
+/// An `HTTPFlow` as mitmproxy's state dictionary at flow format version 21 (what mitmproxy 11's
+/// `HTTPFlow.get_state()` returns and its flow files hold), and back.
+///
+/// Field mapping notes:
+/// - Header names and values, methods, paths and bodies are bytes in the file; our model keeps
+///   headers as `String`, so non-UTF-8 header bytes are decoded with replacement characters.
+/// - Certificates are PEM in the file and DER in `TLSInfo.certificateChain`.
+/// - `metadata` keeps only text values; the complete state stays available on `FlowRecord.state`.
+public enum FlowState {
+    /// The flow format version this module reads and writes (mitmproxy 11).
+    public static let formatVersion = 21
+
+    // MARK: Encoding
+
+    /// The version-21 state of `flow`. `extra` entries (e.g. a `websocket` state read from a file)
+    /// are added at the top level.
+    public static func encode(_ flow: HTTPFlow, extra: TNetDict = [:]) -> TNetDict {
+        var d: TNetDict = [
+            "id": .string(flow.id.uuidString.lowercased()),
+            "error": flow.error.map(encode) ?? .null,
+            "client_conn": .dict(encode(flow.clientConnection)),
+            "server_conn": .dict(encode(flow.serverConnection, fallbackAddress: Address(host: flow.request.host, port: flow.request.port))),
+            "type": .string("http"),
+            "intercepted": .bool(false),
+            "is_replay": flow.isReplay.map { .string($0) } ?? .null,
+            "marked": .string(flow.marked),
+            "metadata": .dict(TNetDict(flow.metadata.sorted { $0.key < $1.key }.map { ($0.key, TNetValue.string($0.value)) })),
+            "comment": .string(flow.comment),
+            "timestamp_created": .float(flow.timestampCreated),
+            "version": .int(formatVersion),
+            "request": .dict(encode(flow.request)),
+            "response": flow.response.map { .dict(encode($0)) } ?? .null,
+            "websocket": .null,
+        ]
+        for (key, value) in extra.entries { d[key] = value }
+        return d
+    }
+
+    /// The version-21 state of `flow`, keeping from `original` (the state it was read from) what our
+    /// model does not hold: WebSocket messages, non-text metadata, the connections' `mitmcert`,
+    /// `cipher_list`, `transport_protocol` and `via`, and IPv6 flow info/scope of peer addresses.
+    public static func encode(_ flow: HTTPFlow, carryingOver original: TNetDict) -> TNetDict {
+        var state = encode(flow)
+        if let ws = original["websocket"], ws != .null { state["websocket"] = ws }
+        if case .dict(var metadata)? = original["metadata"] {
+            for (key, value) in metadata.entries where value.text != nil && flow.metadata[key] == nil {
+                metadata[key] = nil  // removed since it was read
+            }
+            for (key, value) in flow.metadata.sorted(by: { $0.key < $1.key }) { metadata[key] = .string(value) }
+            state["metadata"] = .dict(metadata)
+        }
+        for conn in ["client_conn", "server_conn"] {
+            guard case .dict(var ours)? = state[conn], case .dict(let theirs)? = original[conn] else { continue }
+            for key in ["mitmcert", "cipher_list", "transport_protocol", "via"] {
+                if let value = theirs[key] { ours[key] = value }
+            }
+            for key in ["peername", "sockname", "address"] {
+                // Keep [host, port, flowinfo, scope_id] when host and port are unchanged.
+                if let long = theirs[key]?.list, long.count > 2, let short = ours[key]?.list, Array(long.prefix(2)) == short {
+                    ours[key] = theirs[key]
+                }
+            }
+            if conn == "server_conn", theirs["address"] == .null, ours["address"] == encode(Address(host: "", port: 0)) {
+                ours["address"] = .null
+            }
+            state[conn] = .dict(ours)
+        }
+        return state
+    }
+
+    static func encode(_ request: HTTPRequest) -> TNetDict {
+        [
+            "http_version": .bytes(Array(request.httpVersion.utf8)),
+            "headers": encode(request.headers),
+            "content": request.rawContent.map { .bytes(Array($0.readableBytesView)) } ?? .null,
+            "trailers": request.trailers.map(encode) ?? .null,
+            "timestamp_start": .float(request.timestampStart),
+            "timestamp_end": request.timestampEnd.map { .float($0) } ?? .null,
+            "host": .string(request.host),
+            "port": .int(request.port),
+            "method": .bytes(Array(request.method.utf8)),
+            "scheme": .bytes(Array(request.scheme.utf8)),
+            "authority": .bytes(Array(request.authority.utf8)),
+            "path": .bytes(Array(request.path.utf8)),
+        ]
+    }
+
+    static func encode(_ response: HTTPResponse) -> TNetDict {
+        [
+            "http_version": .bytes(Array(response.httpVersion.utf8)),
+            "headers": encode(response.headers),
+            "content": response.rawContent.map { .bytes(Array($0.readableBytesView)) } ?? .null,
+            "trailers": response.trailers.map(encode) ?? .null,
+            "timestamp_start": .float(response.timestampStart),
+            "timestamp_end": response.timestampEnd.map { .float($0) } ?? .null,
+            "status_code": .int(response.statusCode),
+            "reason": .bytes(Array(response.reason.utf8)),
+        ]
+    }
+
+    static func encode(_ headers: Headers) -> TNetValue {
+        .list(headers.fields.map { .list([.bytes(Array($0.name.utf8)), .bytes(Array($0.value.utf8))]) })
+    }
+
+    static func encode(_ error: FlowError) -> TNetValue {
+        .dict(["msg": .string(error.message), "timestamp": .float(error.timestamp)])
+    }
+
+    static func encode(_ address: Address?) -> TNetValue {
+        address.map { .list([.string($0.host), .int($0.port)]) } ?? .null
+    }
+
+    static func encode(_ conn: ClientConnection) -> TNetDict {
+        let tls = conn.tls
+        return [
+            "id": .string(conn.id.description),
+            "peername": encode(conn.peername),
+            "sockname": encode(conn.sockname),
+            "error": conn.error.map { .string($0) } ?? .null,
+            "tls": .bool(conn.tls != nil || conn.tlsAttempted),
+            "certificate_list": .list((tls?.certificateChain ?? []).map { .bytes(PEM.encode($0)) }),
+            "alpn": tls?.alpn.map { .bytes(Array($0.utf8)) } ?? .null,
+            "cipher": tls?.cipher.map { .string($0) } ?? .null,
+            "cipher_list": .list([]),
+            "alpn_offers": .list((tls?.alpnOffers ?? []).map { .bytes(Array($0.utf8)) }),
+            "tls_version": tls?.tlsVersion.map { .string($0) } ?? .null,
+            "sni": tls?.sni.map { .string($0) } ?? .null,
+            "timestamp_start": .float(conn.timestampStart),
+            "timestamp_tls_setup": conn.timestampTLSSetup.map { .float($0) } ?? .null,
+            "timestamp_end": conn.timestampEnd.map { .float($0) } ?? .null,
+            "transport_protocol": .string("tcp"),
+            "proxy_mode": .string(conn.proxyMode),
+            "mitmcert": .null,
+        ]
+    }
+
+    /// mitmproxy always has a server connection; a flow without one gets an unconnected one.
+    static func encode(_ conn: ServerConnection?, fallbackAddress: Address) -> TNetDict {
+        let conn = conn ?? ServerConnection(address: fallbackAddress, usesTLS: false)
+        let tls = conn.tls
+        return [
+            "id": .string(conn.id.description),
+            "peername": encode(conn.peername),
+            "sockname": encode(conn.sockname),
+            "error": conn.error.map { .string($0) } ?? .null,
+            "tls": .bool(conn.usesTLS),
+            "certificate_list": .list((tls?.certificateChain ?? []).map { .bytes(PEM.encode($0)) }),
+            "alpn": tls?.alpn.map { .bytes(Array($0.utf8)) } ?? .null,
+            "cipher": tls?.cipher.map { .string($0) } ?? .null,
+            "cipher_list": .list([]),
+            "alpn_offers": .list((tls?.alpnOffers ?? conn.alpnOffers).map { .bytes(Array($0.utf8)) }),
+            "tls_version": tls?.tlsVersion.map { .string($0) } ?? .null,
+            "sni": (conn.sni ?? tls?.sni).map { .string($0) } ?? .null,
+            "timestamp_start": conn.timestampStart.map { .float($0) } ?? .null,
+            "timestamp_tcp_setup": conn.timestampTCPSetup.map { .float($0) } ?? .null,
+            "timestamp_tls_setup": conn.timestampTLSSetup.map { .float($0) } ?? .null,
+            "timestamp_end": conn.timestampEnd.map { .float($0) } ?? .null,
+            "address": encode(conn.address),
+            "transport_protocol": .string("tcp"),
+            "via": .null,
+        ]
+    }
+
+    // MARK: Decoding
+
+    /// The flow in a version-21 `http` state (see `FlowMigration.migrate` for older ones).
+    public static func decode(_ state: TNetDict) throws(FlowStateError) -> HTTPFlow {
+        let requestState = try state.dict("request")
+        let request = try decodeRequest(requestState)
+        let clientConn = try decodeClient(try state.dict("client_conn"))
+        let serverConn = try state.optionalDict("server_conn").map { (s) throws(FlowStateError) in try decodeServer(s) }
+        var flow = HTTPFlow(request: request, clientConnection: clientConn, serverConnection: serverConn)
+        if let id = state["id"]?.text, let uuid = UUID(uuidString: id) { flow.id = uuid }
+        if let response = try state.optionalDict("response") { flow.response = try decodeResponse(response) }
+        if let error = try state.optionalDict("error") {
+            flow.error = FlowError(error["msg"]?.text ?? "", timestamp: error["timestamp"]?.double ?? 0)
+        }
+        flow.isReplay = state["is_replay"]?.text
+        flow.marked = state["marked"]?.text ?? ""
+        flow.comment = state["comment"]?.text ?? ""
+        flow.timestampCreated = state["timestamp_created"]?.double ?? request.timestampStart
+        if case .dict(let metadata)? = state["metadata"] {
+            for (key, value) in metadata.entries {
+                if case .string(let s) = value { flow.metadata[key] = s }
+            }
+        }
+        return flow
+    }
+
+    static func decodeHeaders(_ value: TNetValue?, _ field: String) throws(FlowStateError) -> Headers {
+        guard case .list(let items)? = value else { throw FlowStateError("\(field) is not a list of fields") }
+        var headers = Headers()
+        for item in items {
+            guard case .list(let pair) = item, pair.count == 2, let name = pair[0].text, let value = pair[1].text else {
+                throw FlowStateError("\(field) holds a field that is not a [name, value] pair")
+            }
+            headers.add(name, value)
+        }
+        return headers
+    }
+
+    static func decodeRequest(_ s: TNetDict) throws(FlowStateError) -> HTTPRequest {
+        var request = HTTPRequest(
+            method: try s.text("method", in: "request"),
+            scheme: try s.text("scheme", in: "request"),
+            host: try s.text("host", in: "request"),
+            port: try s.int("port", in: "request"),
+            authority: s["authority"]?.text ?? "",
+            path: try s.text("path", in: "request"),
+            httpVersion: try s.text("http_version", in: "request"),
+            headers: try decodeHeaders(s["headers"], "request headers"),
+            rawContent: s["content"]?.byteArray.map { ByteBuffer(bytes: $0) },
+            timestampStart: s["timestamp_start"]?.double ?? 0
+        )
+        request.timestampEnd = s["timestamp_end"]?.double
+        if let trailers = s["trailers"], trailers != .null { request.trailers = try decodeHeaders(trailers, "request trailers") }
+        return request
+    }
+
+    static func decodeResponse(_ s: TNetDict) throws(FlowStateError) -> HTTPResponse {
+        var response = HTTPResponse(
+            httpVersion: try s.text("http_version", in: "response"),
+            statusCode: try s.int("status_code", in: "response"),
+            reason: s["reason"]?.text ?? "",
+            headers: try decodeHeaders(s["headers"], "response headers"),
+            rawContent: s["content"]?.byteArray.map { ByteBuffer(bytes: $0) },
+            timestampStart: s["timestamp_start"]?.double ?? 0
+        )
+        response.timestampEnd = s["timestamp_end"]?.double
+        if let trailers = s["trailers"], trailers != .null { response.trailers = try decodeHeaders(trailers, "response trailers") }
+        return response
+    }
+
+    static func decodeAddress(_ value: TNetValue?) -> Address? {
+        guard case .list(let items)? = value, items.count >= 2, let host = items[0].text, let port = items[1].int else { return nil }
+        return Address(host: host, port: port)
+    }
+
+    static func decodeTLS(_ s: TNetDict) -> TLSInfo {
+        TLSInfo(
+            sni: s["sni"]?.text,
+            alpn: s["alpn"]?.text,
+            alpnOffers: s["alpn_offers"]?.list?.compactMap(\.text) ?? [],
+            tlsVersion: s["tls_version"]?.text,
+            cipher: s["cipher"]?.text,
+            certificateChain: s["certificate_list"]?.list?.compactMap { $0.byteArray.flatMap(PEM.decode) } ?? []
+        )
+    }
+
+    static func decodeClient(_ s: TNetDict) throws(FlowStateError) -> ClientConnection {
+        var conn = ClientConnection(
+            peername: decodeAddress(s["peername"]) ?? Address(host: "", port: 0),
+            sockname: decodeAddress(s["sockname"]) ?? Address(host: "", port: 0),
+            proxyMode: s["proxy_mode"]?.text ?? "regular",
+            timestampStart: s["timestamp_start"]?.double ?? 0
+        )
+        if let id = s["id"]?.text, let uuid = UUID(uuidString: id) { conn.id = ConnectionID(uuid: uuid) }
+        if s["tls"]?.boolValue == true {
+            conn.tls = decodeTLS(s)
+            conn.tlsAttempted = true
+        }
+        conn.timestampTLSSetup = s["timestamp_tls_setup"]?.double
+        conn.timestampEnd = s["timestamp_end"]?.double
+        conn.error = s["error"]?.text
+        return conn
+    }
+
+    static func decodeServer(_ s: TNetDict) throws(FlowStateError) -> ServerConnection {
+        let usesTLS = s["tls"]?.boolValue == true
+        var conn = ServerConnection(
+            address: decodeAddress(s["address"]) ?? Address(host: "", port: 0),
+            usesTLS: usesTLS,
+            sni: s["sni"]?.text,
+            alpnOffers: s["alpn_offers"]?.list?.compactMap(\.text) ?? []
+        )
+        if let id = s["id"]?.text, let uuid = UUID(uuidString: id) { conn.id = ConnectionID(uuid: uuid) }
+        conn.peername = decodeAddress(s["peername"])
+        conn.sockname = decodeAddress(s["sockname"])
+        if usesTLS {
+            let tls = decodeTLS(s)
+            if tls != TLSInfo(sni: tls.sni, alpnOffers: tls.alpnOffers) || s["timestamp_tls_setup"]?.double != nil {
+                conn.tls = tls
+            }
+        }
+        conn.timestampStart = s["timestamp_start"]?.double
+        conn.timestampTCPSetup = s["timestamp_tcp_setup"]?.double
+        conn.timestampTLSSetup = s["timestamp_tls_setup"]?.double
+        conn.timestampEnd = s["timestamp_end"]?.double
+        conn.error = s["error"]?.text
+        return conn
+    }
+}
+
+/// A flow state that does not describe a flow: the field and what is wrong with it.
+public struct FlowStateError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+// MARK: - Value access helpers
+
+extension TNetValue {
+    /// Text for `.string`, and `.bytes` decoded as UTF-8 (invalid bytes replaced).
+    public var text: String? {
+        switch self {
+        case .string(let s): s
+        case .bytes(let b): String(decoding: b, as: UTF8.self)
+        default: nil
+        }
+    }
+
+    /// The bytes of `.bytes`, or the UTF-8 of `.string`.
+    public var byteArray: [UInt8]? {
+        switch self {
+        case .bytes(let b): b
+        case .string(let s): Array(s.utf8)
+        default: nil
+        }
+    }
+
+    public var int: Int? {
+        switch self {
+        case .int(let i): i
+        case .float(let d) where d.rounded() == d && abs(d) < 1e18: Int(d)
+        default: nil
+        }
+    }
+
+    public var double: Double? {
+        switch self {
+        case .float(let d): d
+        case .int(let i): Double(i)
+        default: nil
+        }
+    }
+
+    public var boolValue: Bool? {
+        switch self {
+        case .bool(let b): b
+        case .int(let i): i != 0
+        default: nil
+        }
+    }
+
+    public var list: [TNetValue]? {
+        if case .list(let l) = self { return l }
+        return nil
+    }
+
+    public var dictValue: TNetDict? {
+        if case .dict(let d) = self { return d }
+        return nil
+    }
+}
+
+extension TNetDict {
+    init(_ pairs: [(String, TNetValue)]) {
+        self.init()
+        for (key, value) in pairs { self[key] = value }
+    }
+
+    func dict(_ key: String) throws(FlowStateError) -> TNetDict {
+        guard case .dict(let d)? = self[key] else { throw FlowStateError("'\(key)' is missing or not a dictionary") }
+        return d
+    }
+
+    func optionalDict(_ key: String) throws(FlowStateError) -> TNetDict? {
+        switch self[key] {
+        case nil, .null?: return nil
+        case .dict(let d)?: return d
+        default: throw FlowStateError("'\(key)' is not a dictionary")
+        }
+    }
+
+    func text(_ key: String, in owner: String) throws(FlowStateError) -> String {
+        guard let t = self[key]?.text else { throw FlowStateError("\(owner) '\(key)' is missing or not text") }
+        return t
+    }
+
+    func int(_ key: String, in owner: String) throws(FlowStateError) -> Int {
+        guard let i = self[key]?.int else { throw FlowStateError("\(owner) '\(key)' is missing or not an integer") }
+        return i
+    }
+}
+
+/// PEM (what mitmproxy stores) ⇄ DER (what our model keeps).
+enum PEM {
+    static func encode(_ der: [UInt8]) -> [UInt8] {
+        let b64 = Data(der).base64EncodedString()
+        var out = "-----BEGIN CERTIFICATE-----\n"
+        var index = b64.startIndex
+        while index < b64.endIndex {
+            let end = b64.index(index, offsetBy: 64, limitedBy: b64.endIndex) ?? b64.endIndex
+            out += b64[index..<end] + "\n"
+            index = end
+        }
+        out += "-----END CERTIFICATE-----\n"
+        return Array(out.utf8)
+    }
+
+    static func decode(_ pem: [UInt8]) -> [UInt8]? {
+        let text = String(decoding: pem, as: UTF8.self)
+        let body = text.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined()
+        return Data(base64Encoded: body.trimmingCharacters(in: .whitespacesAndNewlines)).map(Array.init)
+    }
+}
