@@ -191,6 +191,7 @@ let package = Package(
         .testTarget(
             name: "MitmIntegrationTests",
             dependencies: ["MitmServer", "MitmTestSupport"],
+            resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
     ]
