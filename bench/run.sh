@@ -557,6 +557,10 @@ main() {
     measure_proxy ref "$REF_BIN" "$REF_DURATION"
 
     report >"$OUT_DIR/results.txt"   # not in a pipe: report sets FAILED
+    if [[ -n $REF_BIN && -n $OURS_BIN && ${FLOWFILES:-1} == 1 ]]; then
+        log "measuring flow files (FLOWFILES=0 skips)"
+        OURS_BIN=$OURS_BIN REF_BIN=$REF_BIN bash "$(dirname "$0")/flowfiles.sh" >>"$OUT_DIR/results.txt" || FAILED=1
+    fi
     cat "$OUT_DIR/results.txt"
     cp "$TMP/wrk.log" "$OUT_DIR/wrk.log"
     log "done in $((SECONDS - BENCH_START)) s; table in bench/out/results.txt, raw wrk output in bench/out/wrk.log"

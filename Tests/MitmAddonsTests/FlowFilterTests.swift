@@ -441,6 +441,14 @@ enum FlowFilterFixtures {
         #expect(try flows.filter(FlowFilter("~q & ~s | ~e").matches).count == 1)
     }
 
+    @Test func nestingUpToTheLimit() throws {
+        let parens = try FlowFilter(String(repeating: "( ", count: 100) + "~q" + String(repeating: " )", count: 100))
+        #expect(parens.root == .flag(.request))
+        let nots = try FlowFilter(String(repeating: "!", count: 100) + "~q")
+        #expect(FlowFilterFixtures.flows.map(nots.matches) == [true, false, false, false, false])
+        #expect(try FlowFilter("~c 99999999999999999999").root == .code(.max))
+    }
+
     @Test func defaultOperatorIsAnd() throws {
         let flows = FlowFilterFixtures.flows
         let implicit = try FlowFilter("~m post ~b token")
@@ -571,6 +579,8 @@ enum FlowFilterFixtures {
         (")", 0, "expected a filter"),
         ("~q )", 3, "expected a filter"),
         ("é ~qq", 2, "unknown filter ~qq"),
+        (String(repeating: "( ", count: 101) + "~q" + String(repeating: " )", count: 101), 200, "expression nested more than 100 deep"),
+        (String(repeating: "!", count: 101) + "~q", 100, "expression nested more than 100 deep"),
     ] as [(String, Int, String)])
     func rejects(_ expression: String, _ position: Int, _ message: String) {
         #expect {

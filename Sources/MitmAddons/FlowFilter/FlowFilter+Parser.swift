@@ -18,6 +18,11 @@ extension FlowFilter {
     struct Parser {
         private let scalars: [Unicode.Scalar]
         private var failure: FlowFilterError?
+        private var depth = 0
+
+        /// How deeply `(` and `!` may nest, so that neither parsing nor matching can exhaust the
+        /// stack. (mitmproxy's parser takes exponential time long before this depth.)
+        static let maximumDepth = 100
 
         init(_ expression: String) {
             self.scalars = Array(expression.unicodeScalars)
@@ -77,8 +82,12 @@ extension FlowFilter {
 
         private mutating func parseNot(_ pos: Int, context: String) throws(FlowFilterError) -> (Node, Int)? {
             let at = skipWhitespace(pos)
-            if at < scalars.count, scalars[at] == "!", let (inner, end) = try parseNot(at + 1, context: " after '!'") {
-                return (.not(inner), end)
+            if at < scalars.count, scalars[at] == "!" {
+                try enter(at)
+                defer { depth -= 1 }
+                if let (inner, end) = try parseNot(at + 1, context: " after '!'") {
+                    return (.not(inner), end)
+                }
             }
             return try parsePrimary(at, context: context)
         }
@@ -86,6 +95,8 @@ extension FlowFilter {
         private mutating func parsePrimary(_ pos: Int, context: String) throws(FlowFilterError) -> (Node, Int)? {
             if let atom = try parseAtom(pos, context: context) { return atom }
             guard pos < scalars.count, scalars[pos] == "(" else { return nil }
+            try enter(pos)
+            defer { depth -= 1 }
             guard let (inner, end) = try parseOr(pos + 1, context: " after '('") else { return nil }
             let close = skipWhitespace(end)
             guard close < scalars.count, scalars[close] == ")" else {
@@ -132,7 +143,8 @@ extension FlowFilter {
                     return nil
                 }
                 let digits = String(String.UnicodeScalarView(scalars[at..<end]))
-                return (.code(Int(digits) ?? -1), end)
+                // Too large to be a status code: never matches, and still prints as a number.
+                return (.code(Int(digits) ?? Int.max), end)
             }
             // Tell "~q)" (a known name run into punctuation) from an unknown name.
             let letters = name.prefix { $0.isLetter }
@@ -184,6 +196,13 @@ extension FlowFilter {
         }
 
         // MARK: Helpers
+
+        private mutating func enter(_ position: Int) throws(FlowFilterError) {
+            depth += 1
+            if depth > Self.maximumDepth {
+                throw FlowFilterError(position: position, message: "expression nested more than \(Self.maximumDepth) deep")
+            }
+        }
 
         private mutating func fail(_ position: Int, _ message: String) {
             if let failure, failure.position >= position { return }
