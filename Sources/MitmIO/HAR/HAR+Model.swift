@@ -1,4 +1,5 @@
 import Foundation
+import MitmCore
 
 /// Why a HAR file could not be read, with where: `entry 3: request.url is missing`.
 public struct HARError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -360,29 +361,6 @@ extension HARJSON {
     }
 
     private static func writeString(_ s: String, into out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if scalar.value < 0x20 || scalar.value > 0x7F {
-                    if scalar.value > 0xFFFF {
-                        let v = scalar.value - 0x10000
-                        out += String(format: "\\u%04x\\u%04x", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF))
-                    } else {
-                        out += String(format: "\\u%04x", scalar.value)
-                    }
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
+        out += JSONString.quoted(s, asciiOnly: true)
     }
 }
