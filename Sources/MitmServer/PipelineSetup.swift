@@ -86,10 +86,10 @@ enum PipelineSetup {
         let timer = try sync.handler(type: RequestHeadTimer.self)
         let proxy = try sync.handler(type: HTTPProxyHandler.self)
         // The decoder goes last: on removal it hands bytes it has not parsed to the peek handler.
-        pipeline.removeHandler(proxy, promise: nil)
-        pipeline.removeHandler(encoder, promise: nil)
-        pipeline.removeHandler(timer, promise: nil)
-        pipeline.removeHandler(decoder, promise: nil)
+        sync.removeHandler(proxy, promise: nil)
+        sync.removeHandler(encoder, promise: nil)
+        sync.removeHandler(timer, promise: nil)
+        sync.removeHandler(decoder, promise: nil)
     }
 
     /// Peeks at the first bytes and picks what comes next: TLS interception, HTTP/1, HTTP/2 with

@@ -220,7 +220,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         pendingUpstreamParts = parts
         isConnecting = true
-        connection.acquireStream(for: key, scheme: request.scheme).whenComplete { [self] result in
+        // Futures of this connection complete on its event loop, where this handler lives.
+        connection.acquireStream(for: key, scheme: request.scheme).assumeIsolated().whenComplete { [self] result in
             isConnecting = false
             let parts = pendingUpstreamParts
             pendingUpstreamParts = []

@@ -66,7 +66,7 @@ final class RequestHeadTimer: ChannelInboundHandler, RemovableChannelHandler {
 
     private func scheduleCheck() {
         guard let context else { return }
-        check = context.eventLoop.scheduleTask(in: tick) { [weak self] in
+        check = context.eventLoop.assumeIsolated().scheduleTask(in: tick) { [weak self] in
             self?.runCheck()
         }
     }
