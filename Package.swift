@@ -149,7 +149,6 @@ let package = Package(
         .testTarget(
             name: "MitmCoreTests",
             dependencies: ["MitmCore", "MitmTestSupport"],
-            resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
