@@ -159,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MitmIOTests",
-            dependencies: ["MitmIO", "MitmCore"],
+            dependencies: ["MitmIO", "MitmCore", "MitmTestSupport"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

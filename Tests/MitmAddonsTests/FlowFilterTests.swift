@@ -2,6 +2,7 @@ import Foundation
 import MitmCore
 import NIOCore
 import MitmAddons
+import MitmTestSupport
 import Testing
 
 // MARK: - Fixtures
@@ -596,21 +597,8 @@ enum FlowFilterFixtures {
 
     // MARK: - Properties
 
-    /// SplitMix64, so the property tests are reproducible.
-    struct SeededGenerator: RandomNumberGenerator {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test func randomInputNeverCrashesTheParser() {
-        var rng = SeededGenerator(seed: 0x5EED)
+        var rng = SplitMix64(seed: 0x5EED)
         let alphabet = [
             "~q", "~s", "~b", "~c", "~h", "~u", "~src", "~zz", "~", "!", "&", "|", "(", ")", " ", "\t", "\n", "'", "\"",
             "\\", "a", "1", "200", "é", "[", "]", "{", "}", "*", "?", "^", "$", ".", "~marked", "~all", "\0", "\\x", "\\0",
@@ -635,7 +623,7 @@ enum FlowFilterFixtures {
     }
 
     @Test func generatedTreesRoundTrip() throws {
-        var rng = SeededGenerator(seed: 42)
+        var rng = SplitMix64(seed: 42)
         let words = ["x", "", "a b", "it's", "say \"hi\"", "\\d+", "back\\\\slash", "(a|b)", "~q", "!&|", "é", "\n\t", "\\03", "{"]
 
         func leaf() throws -> FlowFilter.Node {

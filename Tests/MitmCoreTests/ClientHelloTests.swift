@@ -1,4 +1,5 @@
 import NIOCore
+import MitmTestSupport
 import Testing
 
 @testable import MitmCore
@@ -413,7 +414,7 @@ struct ClientHelloGrammarTests {
 struct ClientHelloFuzzTests {
     /// Random bytes, bare and behind a plausible record and handshake header.
     @Test func randomBytes() {
-        var rng = ClientHelloFixtures.SplitMix64(seed: 0x5EED_0001)
+        var rng = SplitMix64(seed: 0x5EED_0001)
         for round in 0..<3000 {
             let length = Int.random(in: 0...600, using: &rng)
             var bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
@@ -427,7 +428,7 @@ struct ClientHelloFuzzTests {
 
     /// Real hellos with a few bytes changed, then cut at a random point.
     @Test func mutatedAndTruncatedRealHellos() {
-        var rng = ClientHelloFixtures.SplitMix64(seed: 0x5EED_0002)
+        var rng = SplitMix64(seed: 0x5EED_0002)
         var outcomes: [String: Int] = [:]
         for round in 0..<4000 {
             var bytes = ClientHelloFixtures.all[round % ClientHelloFixtures.all.count].bytes
@@ -671,19 +672,6 @@ enum ClientHelloFixtures {
         ("opensslSNIALPN", opensslSNIALPN), ("opensslNoALPN", opensslNoALPN), ("curlHTTP2", curlHTTP2),
         ("curlIPLiteral", curlIPLiteral), ("opensslTLS12", opensslTLS12), ("opensslTwoRecords", opensslTwoRecords),
     ]
-
-    /// A seeded generator, so a fuzz failure reproduces (SplitMix64, Steele et al. 2014).
-    struct SplitMix64: RandomNumberGenerator {
-        private var state: UInt64
-        init(seed: UInt64) { self.state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     static func bytes(_ hex: String) -> [UInt8] {
         let digits = Array(hex.utf8.filter { !$0.isASCIIWhitespace })

@@ -1,4 +1,5 @@
 import NIOCore
+import MitmTestSupport
 import Testing
 
 @testable import MitmCore
@@ -94,7 +95,7 @@ struct ProtocolSnifferTests {
 
     /// Once the verdict is not `needMoreData`, more bytes never change it; random input never traps.
     @Test func verdictIsStableUnderRandomInput() {
-        var rng = ClientHelloFixtures.SplitMix64(seed: 0x5EED_0003)
+        var rng = SplitMix64(seed: 0x5EED_0003)
         let starts: [[UInt8]] = [[], Array("GET".utf8), Array("PRI * HTTP/2".utf8), [0x16, 0x03], [0x16]]
         for round in 0..<2000 {
             let tail = (0..<Int.random(in: 0...40, using: &rng)).map { _ -> UInt8 in

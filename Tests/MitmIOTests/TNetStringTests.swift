@@ -1,4 +1,5 @@
 import MitmIO
+import MitmTestSupport
 import Testing
 
 @Test func knownEncodings() throws {
@@ -12,18 +13,7 @@ import Testing
     #expect(try TNetParser.parse(Array("15:1:b,1:1#1:a;0:~}".utf8)) == .dict(dict))  // bytes keys read as text
 }
 
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-private func randomValue(_ rng: inout SplitMix, depth: Int = 0) -> TNetValue {
+private func randomValue(_ rng: inout SplitMix64, depth: Int = 0) -> TNetValue {
     switch Int.random(in: 0..<(depth > 3 ? 6 : 8), using: &rng) {
     case 0: return .bytes((0..<Int.random(in: 0..<20, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) })
     case 1: return .string(String((0..<Int.random(in: 0..<10, using: &rng)).map { _ in Character(Unicode.Scalar(UInt8.random(in: 32...126, using: &rng))) }) + (Bool.random(using: &rng) ? "é☃" : ""))
@@ -40,7 +30,7 @@ private func randomValue(_ rng: inout SplitMix, depth: Int = 0) -> TNetValue {
 }
 
 @Test func randomValuesRoundTrip() throws {
-    var rng = SplitMix(state: 42)
+    var rng = SplitMix64(seed: 42)
     for _ in 0..<2000 {
         let value = randomValue(&rng)
         let bytes = value.serialized()
@@ -58,7 +48,7 @@ private func randomValue(_ rng: inout SplitMix, depth: Int = 0) -> TNetValue {
 }
 
 @Test func randomBytesNeverCrash() {
-    var rng = SplitMix(state: 7)
+    var rng = SplitMix64(seed: 7)
     let alphabet = Array("0123456789:,;#^!~]}truefalse".utf8)
     for round in 0..<5000 {
         let count = Int.random(in: 0..<40, using: &rng)
