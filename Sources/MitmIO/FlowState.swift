@@ -73,32 +73,32 @@ public enum FlowState {
     }
 
     static func encode(_ request: HTTPRequest) -> TNetDict {
-        [
-            "http_version": .bytes(Array(request.httpVersion.utf8)),
-            "headers": encode(request.headers),
-            "content": request.rawContent.map { .bytes(Array($0.readableBytesView)) } ?? .null,
-            "trailers": request.trailers.map(encode) ?? .null,
-            "timestamp_start": .float(request.timestampStart),
-            "timestamp_end": request.timestampEnd.map { .float($0) } ?? .null,
-            "host": .string(request.host),
-            "port": .int(request.port),
-            "method": .bytes(Array(request.method.utf8)),
-            "scheme": .bytes(Array(request.scheme.utf8)),
-            "authority": .bytes(Array(request.authority.utf8)),
-            "path": .bytes(Array(request.path.utf8)),
-        ]
+        var state = encodeMessage(request)
+        state["host"] = .string(request.host)
+        state["port"] = .int(request.port)
+        state["method"] = .bytes(Array(request.method.utf8))
+        state["scheme"] = .bytes(Array(request.scheme.utf8))
+        state["authority"] = .bytes(Array(request.authority.utf8))
+        state["path"] = .bytes(Array(request.path.utf8))
+        return state
     }
 
     static func encode(_ response: HTTPResponse) -> TNetDict {
+        var state = encodeMessage(response)
+        state["status_code"] = .int(response.statusCode)
+        state["reason"] = .bytes(Array(response.reason.utf8))
+        return state
+    }
+
+    /// The fields requests and responses share (mitmproxy's `Message` state).
+    private static func encodeMessage(_ message: some HTTPMessage) -> TNetDict {
         [
-            "http_version": .bytes(Array(response.httpVersion.utf8)),
-            "headers": encode(response.headers),
-            "content": response.rawContent.map { .bytes(Array($0.readableBytesView)) } ?? .null,
-            "trailers": response.trailers.map(encode) ?? .null,
-            "timestamp_start": .float(response.timestampStart),
-            "timestamp_end": response.timestampEnd.map { .float($0) } ?? .null,
-            "status_code": .int(response.statusCode),
-            "reason": .bytes(Array(response.reason.utf8)),
+            "http_version": .bytes(Array(message.httpVersion.utf8)),
+            "headers": encode(message.headers),
+            "content": message.rawContent.map { .bytes(Array($0.readableBytesView)) } ?? .null,
+            "trailers": message.trailers.map(encode) ?? .null,
+            "timestamp_start": .float(message.timestampStart),
+            "timestamp_end": message.timestampEnd.map { .float($0) } ?? .null,
         ]
     }
 

@@ -1,10 +1,14 @@
 import NIOCore
 
-/// mitmproxy's `message.content` and `message.text`: the body with its Content-Encoding undone.
-/// `rawContent` keeps the bytes exactly as they crossed the wire.
+/// What requests and responses share (mitmproxy's `Message`), with `content` and `text`: the body
+/// with its Content-Encoding undone. `rawContent` keeps the bytes exactly as they crossed the wire.
 public protocol HTTPMessage {
+    var httpVersion: String { get set }
     var headers: Headers { get set }
     var rawContent: ByteBuffer? { get set }
+    var trailers: Headers? { get set }
+    var timestampStart: Double { get set }
+    var timestampEnd: Double? { get set }
 }
 
 extension HTTPRequest: HTTPMessage {}
