@@ -36,6 +36,21 @@ public protocol Addon: Sendable {
     func response(_ flow: inout HTTPFlow, context: AddonContext) async throws
     func error(_ flow: inout HTTPFlow, context: AddonContext) async throws
 
+    // MARK: WebSocket
+    /// The flow's `websocket` is set; messages follow.
+    func websocketStart(_ flow: inout HTTPFlow, context: AddonContext) async throws
+    /// The last of `flow.websocket!.messages` just arrived. Edit its content, set `dropped` to not
+    /// forward it, or append messages with `injected` set to send them too.
+    func websocketMessage(_ flow: inout HTTPFlow, context: AddonContext) async throws
+    func websocketEnd(_ flow: inout HTTPFlow, context: AddonContext) async throws
+
+    // MARK: TCP
+    func tcpStart(_ flow: inout TCPFlow, context: AddonContext) async throws
+    /// The last of `flow.messages` just arrived; its content may be edited before it is forwarded.
+    func tcpMessage(_ flow: inout TCPFlow, context: AddonContext) async throws
+    func tcpEnd(_ flow: inout TCPFlow, context: AddonContext) async throws
+    func tcpError(_ flow: inout TCPFlow, context: AddonContext) async throws
+
     // MARK: Lifecycle
     /// The proxy is up and serving.
     func running(context: AddonContext) async throws
@@ -63,6 +78,13 @@ extension Addon {
     public func responseHeaders(_ flow: inout HTTPFlow, context: AddonContext) async throws {}
     public func response(_ flow: inout HTTPFlow, context: AddonContext) async throws {}
     public func error(_ flow: inout HTTPFlow, context: AddonContext) async throws {}
+    public func websocketStart(_ flow: inout HTTPFlow, context: AddonContext) async throws {}
+    public func websocketMessage(_ flow: inout HTTPFlow, context: AddonContext) async throws {}
+    public func websocketEnd(_ flow: inout HTTPFlow, context: AddonContext) async throws {}
+    public func tcpStart(_ flow: inout TCPFlow, context: AddonContext) async throws {}
+    public func tcpMessage(_ flow: inout TCPFlow, context: AddonContext) async throws {}
+    public func tcpEnd(_ flow: inout TCPFlow, context: AddonContext) async throws {}
+    public func tcpError(_ flow: inout TCPFlow, context: AddonContext) async throws {}
     public func running(context: AddonContext) async throws {}
     public func done(context: AddonContext) async throws {}
 }

@@ -38,9 +38,29 @@ public final class AddonManager: Sendable {
         }
     }
 
+    /// Runs a WebSocket hook on `flow`.
+    public func run(_ hook: WebSocketHook, on flow: inout HTTPFlow) async {
+        switch hook {
+        case .start: await invoke(.websocketStart, &flow) { try await $0.websocketStart(&$1, context: $2) }
+        case .message: await invoke(.websocketMessage, &flow) { try await $0.websocketMessage(&$1, context: $2) }
+        case .end: await invoke(.websocketEnd, &flow) { try await $0.websocketEnd(&$1, context: $2) }
+        }
+    }
+
+    /// Runs a TCP hook on `flow`.
+    public func run(_ hook: TCPHook, on flow: inout TCPFlow) async {
+        switch hook {
+        case .start: await invoke(.tcpStart, &flow) { try await $0.tcpStart(&$1, context: $2) }
+        case .message: await invoke(.tcpMessage, &flow) { try await $0.tcpMessage(&$1, context: $2) }
+        case .end: await invoke(.tcpEnd, &flow) { try await $0.tcpEnd(&$1, context: $2) }
+        case .error: await invoke(.tcpError, &flow) { try await $0.tcpError(&$1, context: $2) }
+        }
+    }
+
     /// Runs the hooks a finished flow went through, in order, as mitmproxy does for flows read from
-    /// a file (`-r`): requestheaders, request, then responseheaders and response if it has one, and
-    /// error if it failed.
+    /// a file (`-r`): requestheaders, request, then responseheaders and response if it has one;
+    /// then, for a WebSocket connection, websocket_start, websocket_message once per message (the
+    /// messages growing one at a time, as they did live) and websocket_end; else error if it failed.
     public func replay(_ flow: inout HTTPFlow) async {
         await run(.requestHeaders, on: &flow)
         await run(.request, on: &flow)
@@ -48,8 +68,42 @@ public final class AddonManager: Sendable {
             await run(.responseHeaders, on: &flow)
             await run(.response, on: &flow)
         }
-        if flow.error != nil {
+        if let websocket = flow.websocket {
+            let messages = websocket.messages
+            flow.websocket?.messages = []
+            await run(.start, on: &flow)
+            for message in messages {
+                flow.websocket?.messages.append(message)
+                await run(.message, on: &flow)
+            }
+            await run(.end, on: &flow)
+        } else if flow.error != nil {
             await run(.error, on: &flow)
+        }
+    }
+
+    /// Runs the hooks a finished TCP flow went through: tcp_start, tcp_message per message (the
+    /// messages growing one at a time), then tcp_error if it failed, else tcp_end.
+    public func replay(_ flow: inout TCPFlow) async {
+        let messages = flow.messages
+        flow.messages = []
+        await run(.start, on: &flow)
+        for message in messages {
+            flow.messages.append(message)
+            await run(.message, on: &flow)
+        }
+        await run(flow.error == nil ? .end : .error, on: &flow)
+    }
+
+    /// Replays any flow (see the HTTP and TCP variants).
+    public func replay(_ flow: inout Flow) async {
+        switch flow {
+        case .http(var http):
+            await replay(&http)
+            flow = .http(http)
+        case .tcp(var tcp):
+            await replay(&tcp)
+            flow = .tcp(tcp)
         }
     }
 

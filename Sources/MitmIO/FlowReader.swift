@@ -5,12 +5,14 @@ import MitmCore
 public struct FlowRecord: Sendable {
     /// The flow type mitmproxy recorded: `http`, `tcp`, `udp`, `dns`.
     public var type: String
-    /// The HTTP flow; `nil` for the types our model does not have (see `skippedReason`).
-    public var flow: HTTPFlow?
-    /// The complete state, migrated to version 21. Keeps what `flow` cannot hold, such as the
-    /// `websocket` messages of an HTTP flow or a whole TCP flow. Pass it to `FlowWriter.write(_:)`
-    /// to write the record back unchanged.
+    /// The flow; `nil` for the types our model does not have (`udp`, `dns`; see `skippedReason`).
+    public var flow: Flow?
+    /// The complete state, migrated to version 21. Keeps what `flow` cannot hold, such as a whole
+    /// UDP or DNS flow. Pass it to `FlowWriter.write(_:)` to write the record back unchanged.
     public var state: TNetDict
+    /// The flow if it is an HTTP flow (WebSocket connections included).
+    public var httpFlow: HTTPFlow? { flow?.httpFlow }
+
     /// Why `flow` is `nil`.
     public var skippedReason: String?
     /// The byte offset at which the flow starts in the file.
@@ -142,10 +144,10 @@ public struct FlowReader: Sendable {
             }
             let migrated = try FlowMigration.migrate(state)
             let type = migrated["type"]?.text ?? ""
-            guard type == "http" else {
+            guard type == "http" || type == "tcp" else {
                 return FlowRecord(type: type, flow: nil, state: migrated, skippedReason: "\(type.isEmpty ? "untyped" : type) flows are not supported", offset: offset)
             }
-            return FlowRecord(type: type, flow: try FlowState.decode(migrated), state: migrated, skippedReason: nil, offset: offset)
+            return FlowRecord(type: type, flow: try FlowState.decodeFlow(migrated), state: migrated, skippedReason: nil, offset: offset)
         } catch {
             throw FlowReadError(offset: offset, message: error.message)
         }

@@ -2,8 +2,9 @@ import Foundation
 import MitmCore
 import NIOCore
 
-/// An `HTTPFlow` as mitmproxy's state dictionary at flow format version 21 (what mitmproxy 11's
-/// `HTTPFlow.get_state()` returns and its flow files hold), and back.
+/// A flow (HTTP, with its WebSocket messages, or TCP) as mitmproxy's state dictionary at flow
+/// format version 21 (what mitmproxy 11's `Flow.get_state()` returns and its flow files hold), and
+/// back.
 ///
 /// Field mapping notes:
 /// - Header names and values, methods, paths and bodies are bytes in the file; our model keeps
@@ -16,10 +17,9 @@ public enum FlowState {
 
     // MARK: Encoding
 
-    /// The version-21 state of `flow`. `extra` entries (e.g. a `websocket` state read from a file)
-    /// are added at the top level.
-    public static func encode(_ flow: HTTPFlow, extra: TNetDict = [:]) -> TNetDict {
-        var d: TNetDict = [
+    /// The version-21 state of `flow`.
+    public static func encode(_ flow: HTTPFlow) -> TNetDict {
+        [
             "id": .string(flow.id.uuidString.lowercased()),
             "error": flow.error.map(encode) ?? .null,
             "client_conn": .dict(encode(flow.clientConnection)),
@@ -34,18 +34,60 @@ public enum FlowState {
             "version": .int(formatVersion),
             "request": .dict(encode(flow.request)),
             "response": flow.response.map { .dict(encode($0)) } ?? .null,
-            "websocket": .null,
+            "websocket": flow.websocket.map { .dict(encode($0)) } ?? .null,
         ]
-        for (key, value) in extra.entries { d[key] = value }
-        return d
+    }
+
+    /// The version-21 state of a TCP flow (mitmproxy 11's `TCPFlow.get_state()`).
+    public static func encode(_ flow: TCPFlow) -> TNetDict {
+        [
+            "id": .string(flow.id.uuidString.lowercased()),
+            "error": flow.error.map(encode) ?? .null,
+            "client_conn": .dict(encode(flow.clientConnection)),
+            "server_conn": .dict(encode(flow.serverConnection, fallbackAddress: flow.serverConnection.address)),
+            "type": .string("tcp"),
+            "intercepted": .bool(false),
+            "is_replay": flow.isReplay.map { .string($0) } ?? .null,
+            "marked": .string(flow.marked),
+            "metadata": .dict(TNetDict(flow.metadata.sorted { $0.key < $1.key }.map { ($0.key, TNetValue.string($0.value)) })),
+            "comment": .string(flow.comment),
+            "timestamp_created": .float(flow.timestampCreated),
+            "version": .int(formatVersion),
+            "messages": .list(flow.messages.map {
+                .list([.bool($0.fromClient), .bytes(Array($0.content.readableBytesView)), .float($0.timestamp)])
+            }),
+        ]
+    }
+
+    /// The version-21 state of any flow.
+    public static func encode(_ flow: Flow) -> TNetDict {
+        switch flow {
+        case .http(let http): encode(http)
+        case .tcp(let tcp): encode(tcp)
+        }
+    }
+
+    /// mitmproxy's `WebSocketData` state.
+    static func encode(_ websocket: WebSocketData) -> TNetDict {
+        [
+            "messages": .list(websocket.messages.map {
+                .list([
+                    .int($0.kind.rawValue), .bool($0.fromClient), .bytes(Array($0.content.readableBytesView)),
+                    .float($0.timestamp), .bool($0.dropped), .bool($0.injected),
+                ])
+            }),
+            "closed_by_client": websocket.closedByClient.map { .bool($0) } ?? .null,
+            "close_code": websocket.closeCode.map { .int($0) } ?? .null,
+            "close_reason": websocket.closeReason.map { .string($0) } ?? .null,
+            "timestamp_end": websocket.timestampEnd.map { .float($0) } ?? .null,
+        ]
     }
 
     /// The version-21 state of `flow`, keeping from `original` (the state it was read from) what our
-    /// model does not hold: WebSocket messages, non-text metadata, the connections' `mitmcert`,
+    /// model does not hold: non-text metadata, the connections' `mitmcert`,
     /// `cipher_list`, `transport_protocol` and `via`, and IPv6 flow info/scope of peer addresses.
-    public static func encode(_ flow: HTTPFlow, carryingOver original: TNetDict) -> TNetDict {
+    public static func encode(_ flow: Flow, carryingOver original: TNetDict) -> TNetDict {
         var state = encode(flow)
-        if let ws = original["websocket"], ws != .null { state["websocket"] = ws }
         if case .dict(var metadata)? = original["metadata"] {
             for (key, value) in metadata.entries where value.text != nil && flow.metadata[key] == nil {
                 metadata[key] = nil  // removed since it was read
@@ -176,19 +218,94 @@ public enum FlowState {
         var flow = HTTPFlow(request: request, clientConnection: clientConn, serverConnection: serverConn)
         if let id = state["id"]?.text, let uuid = UUID(uuidString: id) { flow.id = uuid }
         if let response = try state.optionalDict("response") { flow.response = try decodeResponse(response) }
-        if let error = try state.optionalDict("error") {
-            flow.error = FlowError(error["msg"]?.text ?? "", timestamp: error["timestamp"]?.double ?? 0)
-        }
-        flow.isReplay = state["is_replay"]?.text
-        flow.marked = state["marked"]?.text ?? ""
-        flow.comment = state["comment"]?.text ?? ""
+        if let websocket = try state.optionalDict("websocket") { flow.websocket = try decodeWebSocket(websocket) }
+        _ = try state.optionalDict("error")
+        let common = CommonFields(state)
+        flow.error = common.error
+        flow.isReplay = common.isReplay
+        flow.marked = common.marked
+        flow.comment = common.comment
+        flow.metadata = common.metadata
         flow.timestampCreated = state["timestamp_created"]?.double ?? request.timestampStart
-        if case .dict(let metadata)? = state["metadata"] {
-            for (key, value) in metadata.entries {
-                if case .string(let s) = value { flow.metadata[key] = s }
+        return flow
+    }
+
+    /// The flow in a version-21 state of type `http` or `tcp`.
+    public static func decodeFlow(_ state: TNetDict) throws(FlowStateError) -> Flow {
+        switch state["type"]?.text {
+        case "http": return .http(try decode(state))
+        case "tcp": return .tcp(try decodeTCP(state))
+        case let type: throw FlowStateError("\(type.map { "\($0) flows" } ?? "untyped flows") are not supported")
+        }
+    }
+
+    /// The flow in a version-21 `tcp` state.
+    public static func decodeTCP(_ state: TNetDict) throws(FlowStateError) -> TCPFlow {
+        let client = try decodeClient(try state.dict("client_conn"))
+        let server = try decodeServer(try state.dict("server_conn"))
+        var flow = TCPFlow(clientConnection: client, serverConnection: server, timestampCreated: state["timestamp_created"]?.double ?? 0)
+        if let id = state["id"]?.text, let uuid = UUID(uuidString: id) { flow.id = uuid }
+        guard case .list(let messages)? = state["messages"] else { throw FlowStateError("tcp flow 'messages' is missing or not a list") }
+        for item in messages {
+            guard let fields = item.list, fields.count == 3, let fromClient = fields[0].boolValue, let content = fields[1].byteArray
+            else { throw FlowStateError("tcp flow holds a message that is not [from_client, content, timestamp]") }
+            flow.messages.append(TCPMessage(fromClient: fromClient, content: ByteBuffer(bytes: content), timestamp: fields[2].double ?? 0))
+        }
+        let common = CommonFields(state)
+        (flow.error, flow.isReplay, flow.marked, flow.comment, flow.metadata) =
+            (common.error, common.isReplay, common.marked, common.comment, common.metadata)
+        return flow
+    }
+
+    static func decodeWebSocket(_ s: TNetDict) throws(FlowStateError) -> WebSocketData {
+        var websocket = WebSocketData(
+            closedByClient: s["closed_by_client"]?.boolValue,
+            closeCode: s["close_code"]?.int,
+            closeReason: s["close_reason"]?.text,
+            timestampEnd: s["timestamp_end"]?.double
+        )
+        for item in s["messages"]?.list ?? [] {
+            guard let fields = item.list, fields.count >= 4, let opcode = fields[0].int, let fromClient = fields[1].boolValue,
+                let content = fields[2].byteArray
+            else { throw FlowStateError("websocket holds a message that is not [type, from_client, content, timestamp, …]") }
+            guard let kind = WebSocketMessage.Kind(rawValue: opcode) else {
+                throw FlowStateError("websocket message type \(opcode) is not text (1) or binary (2)")
+            }
+            websocket.messages.append(
+                WebSocketMessage(
+                    kind: kind,
+                    fromClient: fromClient,
+                    content: ByteBuffer(bytes: content),
+                    timestamp: fields[3].double ?? 0,
+                    dropped: fields.count > 4 ? fields[4].boolValue ?? false : false,
+                    injected: fields.count > 5 ? fields[5].boolValue ?? false : false
+                )
+            )
+        }
+        return websocket
+    }
+
+    /// The fields every flow type has (mitmproxy's `Flow` state).
+    private struct CommonFields {
+        var error: FlowError?
+        var isReplay: String?
+        var marked: String
+        var comment: String
+        var metadata: [String: String] = [:]
+
+        init(_ state: TNetDict) {
+            if case .dict(let e)? = state["error"] {
+                error = FlowError(e["msg"]?.text ?? "", timestamp: e["timestamp"]?.double ?? 0)
+            }
+            isReplay = state["is_replay"]?.text
+            marked = state["marked"]?.text ?? ""
+            comment = state["comment"]?.text ?? ""
+            if case .dict(let values)? = state["metadata"] {
+                for (key, value) in values.entries {
+                    if case .string(let s) = value { metadata[key] = s }
+                }
             }
         }
-        return flow
     }
 
     static func decodeHeaders(_ value: TNetValue?, _ field: String) throws(FlowStateError) -> Headers {

@@ -28,9 +28,9 @@ public struct FlowWriter: Sendable {
         try sink(Self.encode(flow))
     }
 
-    /// Writes `flow` with `extra` top-level state entries (e.g. a `websocket` state).
-    public func write(_ flow: HTTPFlow, extra: TNetDict) throws {
-        try sink(Self.encode(flow, extra: extra))
+    /// Writes any flow.
+    public func write(_ flow: Flow) throws {
+        try sink(TNetValue.dict(FlowState.encode(flow)).serialized())
     }
 
     /// Writes a record read by `FlowReader`: its (possibly edited) flow with the state our model
@@ -48,7 +48,7 @@ public struct FlowWriter: Sendable {
     }
 
     /// The bytes `write(_:)` produces for `flow`.
-    public static func encode(_ flow: HTTPFlow, extra: TNetDict = [:]) -> [UInt8] {
-        TNetValue.dict(FlowState.encode(flow, extra: extra)).serialized()
+    public static func encode(_ flow: HTTPFlow) -> [UInt8] {
+        TNetValue.dict(FlowState.encode(flow)).serialized()
     }
 }

@@ -654,3 +654,62 @@ enum FlowFilterFixtures {
         }
     }
 }
+
+/// TCP and WebSocket flows, against what mitmproxy 11.0.2's `flowfilter` says of its test flows
+/// `tflow.ttcpflow()` and `tflow.twebsocketflow()`, which these are built like.
+@Suite struct FlowFilterOtherFlowTypesTests {
+    static let client = ClientConnection(
+        peername: Address(host: "127.0.0.1", port: 22), sockname: Address(host: "127.0.0.1", port: 8080), proxyMode: "regular"
+    )
+    static let server = ServerConnection(address: Address(host: "address", port: 22), usesTLS: false)
+
+    static let tcp: Flow = {
+        var flow = TCPFlow(clientConnection: client, serverConnection: server)
+        flow.messages = [
+            TCPMessage(fromClient: true, content: ByteBuffer(string: "hello"), timestamp: 946_681_204.2),
+            TCPMessage(fromClient: false, content: ByteBuffer(string: "it's me"), timestamp: 946_681_204.5),
+        ]
+        return .tcp(flow)
+    }()
+
+    static let websocket: Flow = {
+        let request = HTTPRequest(
+            method: "GET", scheme: "http", host: "example.com", port: 80, path: "/ws",
+            headers: Headers([("connection", "upgrade"), ("upgrade", "websocket"), ("sec-websocket-version", "13"), ("sec-websocket-key", "1234")])
+        )
+        var flow = HTTPFlow(request: request, clientConnection: client, serverConnection: server)
+        flow.response = HTTPResponse(
+            httpVersion: "HTTP/1.1", statusCode: 101, reason: "Switching Protocols",
+            headers: Headers([("connection", "upgrade"), ("upgrade", "websocket"), ("sec-websocket-accept", "")])
+        )
+        flow.websocket = WebSocketData(
+            messages: [
+                WebSocketMessage(kind: .binary, fromClient: true, content: ByteBuffer(string: "hello binary")),
+                WebSocketMessage(kind: .text, fromClient: true, text: "hello text"),
+                WebSocketMessage(kind: .text, fromClient: false, text: "it's me"),
+            ],
+            closedByClient: false,
+            closeCode: 1000
+        )
+        return .http(flow)
+    }()
+
+    /// (expression, matches the TCP flow, matches the WebSocket flow), from mitmproxy.
+    static let oracle: [(String, Bool, Bool)] = [
+        ("~tcp", true, false), ("~websocket", false, true), ("~http", false, true), ("~all", true, true),
+        ("~b hello", true, true), ("~bq hello", true, true), ("~bs hello", false, false), ("~bs me", true, true),
+        ("~bq me", false, false), ("~b binary", false, true), ("~u address", false, false), ("!~u foo", true, true),
+        ("~q", false, false), ("~s", false, true), ("~e", false, false), ("~dst address:22", true, true),
+        ("~src 127.0.0.1", true, true), ("~h Upgrade", false, false), ("~m GET", false, true), ("~c 101", false, true),
+        ("~d address", false, false), ("~t text", false, false), ("~a", false, false), ("~marked", false, false),
+        ("!~tcp & ~b me", false, true), ("~websocket & ~bs me", false, true), ("~tcp | ~websocket", true, true),
+        ("~replay", false, false), ("~meta x", false, false),
+    ]
+
+    @Test(arguments: oracle.map { [$0.0, "\($0.1)", "\($0.2)"] })
+    func matchesLikeMitmproxy(_ row: [String]) throws {
+        let filter = try FlowFilter(row[0])
+        #expect(filter.matches(Self.tcp) == (row[1] == "true"), "TCP flow")
+        #expect(filter.matches(Self.websocket) == (row[2] == "true"), "WebSocket flow")
+    }
+}

@@ -30,12 +30,20 @@ func readsFixtureLikeMitmproxy(name: String) throws {
     for (record, want) in zip(records, expected) {
         #expect(record.type == want["type"] as? String)
         #expect(record.state["id"]?.text == want["id"] as? String)
-        guard record.type == "http" else {
-            #expect(record.flow == nil)
-            #expect(record.skippedReason != nil)
+        if record.type == "tcp" {
+            let flow = try #require(record.flow?.tcpFlow)
+            let messages = try #require(want["tcp_messages"] as? [[Any]])
+            #expect(flow.messages.map(\.fromClient) == messages.map { $0[0] as? Bool })
+            #expect(flow.messages.map(\.content.readableBytes) == messages.map { $0[1] as? Int })
+            #expect(zip(flow.messages, messages).allSatisfy { abs($0.timestamp - ($1[2] as? Double ?? 0)) < 1e-6 })
+            #expect([flow.serverConnection.address.host, "\(flow.serverConnection.address.port)"]
+                == (want["server_address"] as? [Any])?.map { "\($0)" })
+            #expect(flow.clientConnection.peername.port == (want["client_peername"] as? [Any])?.last as? Int)
+            #expect(flow.error?.message == want["error"] as? String)
+            #expect(flow.marked == want["marked"] as? String)
             continue
         }
-        let flow = try #require(record.flow)
+        let flow = try #require(record.httpFlow)
         #expect(flow.request.method == want["method"] as? String)
         #expect(flow.request.url == want["url"] as? String)
         #expect(flow.request.headers.fields.map { [$0.name, $0.value] } == want["request_headers"] as? [[String]])
@@ -47,13 +55,21 @@ func readsFixtureLikeMitmproxy(name: String) throws {
         #expect(flow.response.map { $0.rawContent?.readableBytes ?? 0 } == want["response_body"] as? Int)
         #expect(flow.error?.message == want["error"] as? String)
         #expect(flow.marked == want["marked"] as? String)
-        #expect(record.state["websocket"]?.dictValue?["messages"]?.list?.count == want["websocket_messages"] as? Int)
+        #expect(flow.websocket?.messages.count == want["websocket_messages"] as? Int)
+        if let websocket = flow.websocket {
+            #expect(websocket.closeCode == want["websocket_close_code"] as? Int)
+            #expect(websocket.closedByClient == want["websocket_closed_by_client"] as? Bool)
+            let kinds = try #require(want["websocket_message_kinds"] as? [[Any]])
+            #expect(websocket.messages.map(\.kind.rawValue) == kinds.map { $0[0] as? Int })
+            #expect(websocket.messages.map(\.fromClient) == kinds.map { $0[1] as? Bool })
+            #expect(websocket.messages.map(\.content.readableBytes) == kinds.map { $0[2] as? Int })
+        }
     }
 }
 
 @Test func readsOldFormatFields() throws {
     let records = try FlowReader.readAll(contentsOf: Fixtures.url("dumpfile-011.mitm"))
-    let flow = try #require(records.first?.flow)
+    let flow = try #require(records.first?.httpFlow)
     #expect(flow.request.httpVersion == "HTTP/1.1")
     #expect(flow.response?.reason == "OK")
     #expect(flow.response?.headers["content-length"] == "1270")
@@ -86,7 +102,7 @@ func readsFixtureLikeMitmproxy(name: String) throws {
     for flow in flows { try writer.write(flow) }
     let (records, error) = readAll(collector.bytes)
     #expect(error == nil)
-    #expect(records.map(\.flow) == flows)
+    #expect(records.map(\.httpFlow) == flows)
     #expect(records.allSatisfy { $0.state["version"] == .int(21) })
 }
 
@@ -99,7 +115,6 @@ func rewritingFixturesKeepsTheirFlows(name: String) throws {
     let (again, error) = readAll(collector.bytes)
     #expect(error == nil)
     #expect(again.map(\.flow) == original.map(\.flow))
-    #expect(again.map { $0.state["websocket"] } == original.map { $0.state["websocket"] })
 }
 
 @Test func truncatedFileYieldsEarlierFlowsThenOffset() throws {
@@ -156,7 +171,7 @@ func rewritingFixturesKeepsTheirFlows(name: String) throws {
     var count = 0
     var peak = 0
     while let record = try reader.next() {
-        #expect(record.flow == flow)
+        #expect(record.httpFlow == flow)
         count += 1
         peak = max(peak, reader.bufferedByteCount)
     }

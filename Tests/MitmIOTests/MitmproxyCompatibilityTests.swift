@@ -69,7 +69,9 @@ import Testing
 }
 
 /// Every fixture, read by us and written back, reads in mitmproxy 11 with the same state as the
-/// original (connection ids aside: mitmproxy makes up random ones for files older than format 5).
+/// original (connection ids aside: mitmproxy makes up random ones for files older than format 5;
+/// and WebSocket message contents, which mitmproxy's own migration of pre-12 files leaves as `str`
+/// where format 21 has `bytes`, and we write `bytes`).
 @Test func mitmproxyReadsRewrittenFixturesIdentically() throws {
     let python = try mitmproxyPython()
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mitmio-rewrite-\(UUID().uuidString)")
@@ -101,6 +103,8 @@ import Testing
             elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
                 for i, (x, y) in enumerate(zip(a, b)):
                     diff(x, y, path + "[%d]" % i)
+            elif isinstance(a, str) and isinstance(b, bytes) and ".websocket.messages[" in path and a.encode() == b:
+                return
             elif a != b:
                 diffs.append("%s: %r != %r" % (path, a, b))
         def read(path):

@@ -44,6 +44,36 @@ struct FlowFileCLITests {
         }
     }
 
+    @Test("-nr shows WebSocket messages and TCP data as mitmdump does; filters and -w keep those flows")
+    func webSocketAndTCPFlows() async throws {
+        let websocket = try fixture("websocket")
+        let shown = try await CommandRunner.run(MitmDumpCLITests.binary.path, ["-n", "-r", websocket], timeout: 20)
+        #expect(shown.exitCode == 0, "\(shown)")
+        #expect(shown.output.contains("<< 101 Switching Protocols"), "\(shown.output)")
+        #expect(shown.output.contains("127.0.0.1:58246 <- WebSocket text message <- demo.piesocket.com:443/v3/channel_123"), "\(shown.output)")
+        #expect(shown.output.contains("WebSocket connection closed by client: 1005"), "\(shown.output)")
+
+        let mixed = try fixture("diff_data")
+        let tcpOnly = try await CommandRunner.run(MitmDumpCLITests.binary.path, ["-n", "-r", mixed, "~tcp"], timeout: 20)
+        let tcpLines = tcpOnly.output.split(separator: "\n")
+        #expect(tcpLines.count == 7, "3 + 4 messages: \(tcpOnly.output)")
+        #expect(tcpLines.allSatisfy { $0.contains(" tcp ") && $0.contains("mtalk.google.com:5228") }, "\(tcpOnly.output)")
+        #expect(tcpLines.first == "127.0.0.1:57055 -> tcp -> mtalk.google.com:5228")
+
+        let directory = try temporaryDirectory()
+        let copy = directory + "/copy.mitm"
+        let save = try await CommandRunner.run(MitmDumpCLITests.binary.path, ["-q", "-n", "-r", mixed, "-w", copy], timeout: 20)
+        #expect(save.exitCode == 0, "\(save)")
+        let again = try await CommandRunner.run(MitmDumpCLITests.binary.path, ["-n", "-r", copy], timeout: 20)
+        let original = try await CommandRunner.run(MitmDumpCLITests.binary.path, ["-n", "-r", mixed], timeout: 20)
+        #expect(again.output == original.output, "the copy shows the same flows, TCP included")
+        #expect(again.output.contains(" tcp "), "\(again.output)")
+    }
+
+    private func fixture(_ name: String) throws -> String {
+        try #require(Bundle.module.url(forResource: name, withExtension: "mitm", subdirectory: "Fixtures"), "fixture missing").path
+    }
+
     @Test("a bad filter expression is refused at start with the position")
     func badFilter() async throws {
         let result = try await CommandRunner.run(MitmDumpCLITests.binary.path, ["-n", "~m ("], timeout: 10)

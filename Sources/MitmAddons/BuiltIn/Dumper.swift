@@ -44,9 +44,9 @@ public struct DumperOptions: Sendable, Hashable {
     /// A compiled filter expression, as a predicate (a `FlowFilter` in mitmdump).
     public struct Filter: Sendable, Hashable {
         public let expression: String
-        public let matches: @Sendable (HTTPFlow) -> Bool
+        public let matches: @Sendable (Flow) -> Bool
 
-        public init(expression: String, matches: @escaping @Sendable (HTTPFlow) -> Bool) {
+        public init(expression: String, matches: @escaping @Sendable (Flow) -> Bool) {
             self.expression = expression
             self.matches = matches
         }
@@ -117,6 +117,34 @@ public struct Dumper: Addon {
         dump(flow)
     }
 
+    public func websocketMessage(_ flow: inout HTTPFlow, context: AddonContext) async throws {
+        guard matches(.http(flow)), let message = flow.websocket?.messages.last else { return }
+        var printer = makePrinter()
+        printer.echoWebSocketMessage(message, flow: flow)
+        sink.write(lines: printer.out)
+    }
+
+    public func websocketEnd(_ flow: inout HTTPFlow, context: AddonContext) async throws {
+        guard matches(.http(flow)), let websocket = flow.websocket else { return }
+        var printer = makePrinter()
+        printer.echoWebSocketEnd(websocket, flow: flow)
+        sink.write(lines: printer.out)
+    }
+
+    public func tcpMessage(_ flow: inout TCPFlow, context: AddonContext) async throws {
+        guard matches(.tcp(flow)), let message = flow.messages.last else { return }
+        var printer = makePrinter()
+        printer.echoTCPMessage(message, flow: flow)
+        sink.write(lines: printer.out)
+    }
+
+    public func tcpError(_ flow: inout TCPFlow, context: AddonContext) async throws {
+        guard matches(.tcp(flow)), let error = flow.error else { return }
+        var printer = makePrinter()
+        printer.echoConnectionError("TCP", server: flow.serverConnection.address, message: error.message)
+        sink.write(lines: printer.out)
+    }
+
     public func clientConnected(_ client: inout ClientConnection, context: AddonContext) async throws {
         logConnection("client connect", client: client.peername)
     }
@@ -136,16 +164,24 @@ public struct Dumper: Addon {
     // MARK: - Output
 
     /// Whether `flow` is printed at all.
-    public func matches(_ flow: HTTPFlow) -> Bool {
+    public func matches(_ flow: Flow) -> Bool {
         options.flowDetail > 0 && (options.filter?.matches(flow) ?? true)
+    }
+
+    public func matches(_ flow: HTTPFlow) -> Bool {
+        matches(.http(flow))
     }
 
     /// The lines printed for `flow`, as `response`/`error` print them (without the newlines).
     /// Lines of a body but its last end in `\r`, as mitmdump's do.
     public func lines(for flow: HTTPFlow) -> [String] {
-        var printer = FlowPrinter(options: options, color: sink.supportsColor, terminalWidth: sink.terminalWidth)
+        var printer = makePrinter()
         printer.echoFlow(flow)
         return printer.out
+    }
+
+    private func makePrinter() -> FlowPrinter {
+        FlowPrinter(options: options, color: sink.supportsColor, terminalWidth: sink.terminalWidth)
     }
 
     /// A terminal-log line: `[HH:MM:SS.mmm][client] message`.
@@ -233,6 +269,45 @@ struct FlowPrinter {
         if let error = flow.error {
             out.append(style(" << \(TextEscaping.controlCharacters(error.message))", fg: .red, bold: true))
         }
+    }
+
+    // MARK: WebSocket and TCP
+
+    /// `127.0.0.1:5000 -> WebSocket text message -> example.com:80/path`, then at flow detail 3
+    /// the message.
+    mutating func echoWebSocketMessage(_ message: WebSocketMessage, flow: HTTPFlow) {
+        let direction = message.fromClient ? "->" : "<-"
+        let client = HumanFormat.address(flow.clientConnection.peername)
+        let server = HumanFormat.address(flow.serverConnection?.address ?? Address(host: flow.request.host, port: flow.request.port))
+        out.append("\(client) \(direction) WebSocket \(message.kind.name) message \(direction) \(server)\(flow.request.path)")
+        if detail >= 3 { echoMessage(rawContent: message.content, headers: Headers(), query: nil) }
+    }
+
+    /// How the connection closed: a normal close names who closed it, anything else is an error.
+    mutating func echoWebSocketEnd(_ websocket: WebSocketData, flow: HTTPFlow) {
+        let code = websocket.closeCode ?? 1006
+        if [1000, 1001, 1005].contains(code) {
+            let closer = websocket.closedByClient == true ? "client" : "server"
+            out.append("WebSocket connection closed by \(closer): \(code) \(websocket.closeReason ?? "")")
+        } else {
+            var reason = WebSocketData.closeReasonName(code) ?? "UNKNOWN_ERROR=\(code)"
+            if let text = websocket.closeReason, !text.isEmpty { reason += " (reason: \(text))" }
+            let server = flow.serverConnection?.address ?? Address(host: flow.request.host, port: flow.request.port)
+            echoConnectionError("WebSocket", server: server, message: "WebSocket Error: \(reason)")
+        }
+    }
+
+    /// `127.0.0.1:5000 -> tcp -> example.com:22`, then at flow detail 3 the data.
+    mutating func echoTCPMessage(_ message: TCPMessage, flow: TCPFlow) {
+        let direction = message.fromClient ? "->" : "<-"
+        let client = HumanFormat.address(flow.clientConnection.peername)
+        let server = HumanFormat.address(flow.serverConnection.address)
+        out.append("\(client) \(direction) tcp \(direction) \(server)")
+        if detail >= 3 { echoMessage(rawContent: message.content, headers: Headers(), query: nil) }
+    }
+
+    mutating func echoConnectionError(_ kind: String, server: Address, message: String) {
+        out.append(style("Error in \(kind) connection to \(HumanFormat.address(server)): \(message)", fg: .red))
     }
 
     // MARK: Lines

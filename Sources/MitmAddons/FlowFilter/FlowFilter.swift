@@ -40,6 +40,11 @@ public struct FlowFilter: Sendable, Hashable, CustomStringConvertible {
         root.matches(flow)
     }
 
+    /// Whether `flow` (of any type) matches the filter.
+    public func matches(_ flow: Flow) -> Bool {
+        root.matches(flow)
+    }
+
     /// A canonical spelling of the filter that parses back to the same tree.
     public var description: String { root.description }
 

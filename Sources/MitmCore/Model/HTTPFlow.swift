@@ -33,6 +33,11 @@ public struct HTTPFlow: Sendable, Hashable, Identifiable {
         get { storage.serverConnection }
         _modify { yield &mutableStorage.serverConnection }
     }
+    /// Set once the connection has been upgraded to WebSocket: its messages and how it closed.
+    public var websocket: WebSocketData? {
+        get { storage.websocket }
+        _modify { yield &mutableStorage.websocket }
+    }
     /// `"request"` for a replayed request, `"response"` for a replayed response.
     public var isReplay: String? {
         get { storage.isReplay }
@@ -87,6 +92,7 @@ public struct HTTPFlow: Sendable, Hashable, Identifiable {
         var error: FlowError?
         var clientConnection: ClientConnection
         var serverConnection: ServerConnection?
+        var websocket: WebSocketData?
         var isReplay: String?
         var marked = ""
         var comment = ""
@@ -105,6 +111,7 @@ public struct HTTPFlow: Sendable, Hashable, Identifiable {
             let copy = Storage(id: id, request: request, clientConnection: clientConnection, serverConnection: serverConnection)
             copy.response = response
             copy.error = error
+            copy.websocket = websocket
             copy.isReplay = isReplay
             copy.marked = marked
             copy.comment = comment
@@ -118,7 +125,7 @@ public struct HTTPFlow: Sendable, Hashable, Identifiable {
         if lhs.storage === rhs.storage { return true }
         return lhs.id == rhs.id && lhs.request == rhs.request && lhs.response == rhs.response
             && lhs.error == rhs.error && lhs.clientConnection == rhs.clientConnection
-            && lhs.serverConnection == rhs.serverConnection && lhs.isReplay == rhs.isReplay
+            && lhs.serverConnection == rhs.serverConnection && lhs.websocket == rhs.websocket && lhs.isReplay == rhs.isReplay
             && lhs.marked == rhs.marked && lhs.comment == rhs.comment
             && lhs.timestampCreated == rhs.timestampCreated && lhs.metadata == rhs.metadata
     }

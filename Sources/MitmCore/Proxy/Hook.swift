@@ -18,6 +18,13 @@ public enum HookName: String, Sendable, Hashable, CaseIterable {
     case responseHeaders = "responseheaders"
     case response = "response"
     case error = "error"
+    case websocketStart = "websocket_start"
+    case websocketMessage = "websocket_message"
+    case websocketEnd = "websocket_end"
+    case tcpStart = "tcp_start"
+    case tcpMessage = "tcp_message"
+    case tcpEnd = "tcp_end"
+    case tcpError = "tcp_error"
     case running = "running"
     case done = "done"
 }
@@ -37,6 +44,43 @@ public enum HTTPHook: Sendable, Hashable, CaseIterable {
         case .responseHeaders: .responseHeaders
         case .response: .response
         case .error: .error
+        }
+    }
+}
+
+/// The hooks that run on a WebSocket connection (an `HTTPFlow` whose `websocket` is set).
+public enum WebSocketHook: Sendable, Hashable, CaseIterable {
+    /// The upgrade succeeded; messages follow.
+    case start
+    /// A message arrived: it is the last of `flow.websocket.messages`.
+    case message
+    /// The connection closed; `closeCode` says how.
+    case end
+
+    public var name: HookName {
+        switch self {
+        case .start: .websocketStart
+        case .message: .websocketMessage
+        case .end: .websocketEnd
+        }
+    }
+}
+
+/// The hooks that run on a `TCPFlow`.
+public enum TCPHook: Sendable, Hashable, CaseIterable {
+    case start
+    /// Data arrived: it is the last of `flow.messages`.
+    case message
+    case end
+    /// The connection failed; `flow.error` says why. Runs instead of `end`.
+    case error
+
+    public var name: HookName {
+        switch self {
+        case .start: .tcpStart
+        case .message: .tcpMessage
+        case .end: .tcpEnd
+        case .error: .tcpError
         }
     }
 }

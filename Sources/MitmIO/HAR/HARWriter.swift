@@ -11,7 +11,8 @@ import NIOCore
 /// content with size/compression/mimeType/text — base64 with `encoding` when the body is mostly
 /// binary —, redirectURL, headersSize, bodySize), `cache`, `timings` (connect and ssl only for the
 /// first flow on a server connection), `serverIPAddress` when the server was reached, and
-/// `connection` (the server connection's id; mitmproxy leaves that out). A flow without a response
+/// `connection` (the server connection's id; mitmproxy leaves that out), and for a WebSocket
+/// connection `_resourceType` and `_webSocketMessages` as Chrome writes them. A flow without a response
 /// gets mitmproxy's placeholder response (status 0, `_error` with the flow's error).
 ///
 /// The JSON is laid out as Python's `json.dumps(…, indent=4)`: same key order, four spaces,
@@ -169,6 +170,19 @@ public enum HARWriter {
         if let server = flow.serverConnection {
             if let peer = server.peername { entry.append(("serverIPAddress", .string(peer.host))) }
             entry.append(("connection", .string(server.id.description)))
+        }
+        if let websocket = flow.websocket {
+            // Chrome's format for WebSocket frames, as mitmproxy writes it: text as text, binary as base64.
+            let messages: [HARJSON] = websocket.messages.map { message in
+                .object([
+                    ("type", .string(message.fromClient ? "send" : "receive")),
+                    ("time", .double(message.timestamp)),
+                    ("opcode", .int(message.kind.rawValue)),
+                    ("data", .string(message.isText ? message.text : Data(message.content.readableBytesView).base64EncodedString())),
+                ])
+            }
+            entry.append(("_resourceType", .string("websocket")))
+            entry.append(("_webSocketMessages", .array(messages)))
         }
         return .object(entry)
     }

@@ -24,6 +24,15 @@ for path in sorted(glob.glob(os.path.join(here, "*.mitm"))):
                         response_body=len(resp.raw_content or b"") if resp else None,
                         error=f.error.msg if f.error else None, marked=f.marked,
                         websocket_messages=len(f.websocket.messages) if f.websocket else None)
+            if f.websocket:
+                ws = f.websocket
+                item.update(websocket_close_code=ws.close_code, websocket_closed_by_client=ws.closed_by_client,
+                            websocket_message_kinds=[[int(m.type), m.from_client, len(m.content)] for m in ws.messages])
+        elif f.type == "tcp":
+            item.update(tcp_messages=[[m.from_client, len(m.content), m.timestamp] for m in f.messages],
+                        server_address=list(f.server_conn.address) if f.server_conn.address else None,
+                        client_peername=list(f.client_conn.peername) if f.client_conn.peername else None,
+                        error=f.error.msg if f.error else None, marked=f.marked)
         summary.append(item)
     out[name] = {"flows": summary}
 with open(os.path.join(here, "expected.json"), "w") as fo:
