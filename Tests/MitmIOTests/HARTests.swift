@@ -505,4 +505,30 @@ struct HARTests {
         let theirs = String(decoding: result.output, as: UTF8.self)
         #expect(oursText == theirs)
     }
+
+    @Test(
+        "a WebSocket capture exports to the HAR mitmproxy's savehar writes, _webSocketMessages included",
+        .enabled(if: mitmproxyPython != nil, "needs .venv-mitmproxy-test/bin/python with mitmproxy 11.0.2 (or MITMPROXY_TEST_PYTHON)")
+    )
+    func webSocketExportMatchesSavehar() throws {
+        let python = try #require(Self.mitmproxyPython)
+        let capture = Fixtures.url("websocket.mitm")
+        let script = """
+            import sys, json
+            from mitmproxy.io import io
+            from mitmproxy.addons.savehar import SaveHar
+            with open(sys.argv[1], 'rb') as f:
+                flows = list(io.FlowReader(f).stream())
+            sys.stdout.write(json.dumps(SaveHar().make_har(flows), indent=4))
+            """
+        let result = try Self.runPython(python, script, [capture.path])
+        #expect(result.status == 0, "\(result.errors)")
+        let flows = try FlowReader.readAll(contentsOf: capture).compactMap(\.httpFlow)
+        #expect(flows.contains { $0.websocket != nil })
+        let ours = try HARWriter.data(for: flows)
+        let oursText = Self.withoutConnection(try HARReader.parse([UInt8](ours))).serialized()
+        let theirs = String(decoding: result.output, as: UTF8.self)
+        #expect(theirs.contains("_webSocketMessages"))
+        #expect(oursText == theirs)
+    }
 }
