@@ -32,7 +32,7 @@ public final class ProxyServer: Sendable {
             try certificates.addCustomCertificate(spec: spec)
         }
         let manager = AddonManager(addons: addons, context: AddonContext(options: options, logger: logger))
-        self.services = ProxyServices(options: options, addons: manager, certificates: certificates, logger: logger)
+        self.services = try ProxyServices(options: options, addons: manager, certificates: certificates, logger: logger)
         self.ownsGroup = group == nil
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: options.threads ?? System.coreCount)
     }

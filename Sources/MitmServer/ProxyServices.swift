@@ -16,6 +16,8 @@ final class ProxyServices: Sendable {
     let logger: Logger
     /// Flows in progress, so shutdown can let them finish.
     let openFlows = Atomic<Int>(0)
+    /// `ignore_hosts`, `allow_hosts`, `tcp_hosts` and `rawtcp`, compiled once.
+    let nextLayer: NextLayerRules
 
     /// Server-side contexts (towards clients), one per leaf and ALPN choice, so a repeated host costs
     /// neither signing nor context set-up. Protected by its lock.
@@ -28,7 +30,9 @@ final class ProxyServices: Sendable {
         var alpn: String?
     }
 
-    init(options: ProxyOptions, addons: AddonManager, certificates: CertificateStore, logger: Logger) {
+    /// Throws when a host pattern option does not compile.
+    init(options: ProxyOptions, addons: AddonManager, certificates: CertificateStore, logger: Logger) throws {
+        self.nextLayer = try NextLayerRules(options: options)
         self.options = options
         self.addons = addons
         self.certificates = certificates

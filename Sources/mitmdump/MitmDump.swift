@@ -50,6 +50,18 @@ struct MitmDump: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Enable or disable HTTP/2 support.")
     var http2: Bool?
 
+    @Option(name: .customLong("ignore-hosts"), help: ArgumentHelp("Pass connections to matching hosts through untouched (a regular expression on host:port). May be given more than once.", valueName: "host"))
+    var ignoreHosts: [String] = []
+
+    @Option(name: .customLong("allow-hosts"), help: ArgumentHelp("Opposite of --ignore-hosts: only intercept matching hosts. May be given more than once.", valueName: "host"))
+    var allowHosts: [String] = []
+
+    @Option(name: .customLong("tcp-hosts"), help: ArgumentHelp("Relay connections to matching hosts as TCP flows (TLS is still intercepted). May be given more than once.", valueName: "host"))
+    var tcpHosts: [String] = []
+
+    @Flag(inversion: .prefixedNo, help: "Enable or disable raw TCP flows for traffic that is neither HTTP nor TLS.")
+    var rawtcp: Bool?
+
     @Flag(name: .long, help: "Reverse proxy: keep the original Host header instead of rewriting it.")
     var keepHostHeader = false
 
@@ -152,6 +164,10 @@ struct MitmDump: AsyncParsableCommand {
         if let upstreamCert { options.upstreamCert = upstreamCert }
         if let http2 { options.http2 = http2 }
         if keepHostHeader { options.keepHostHeader = true }
+        options.ignoreHosts += ignoreHosts
+        options.allowHosts += allowHosts
+        options.tcpHosts += tcpHosts
+        if let rawtcp { options.rawTCP = rawtcp }
         if showhost { dumper.showHost = true }
         if let flowDetail { dumper.flowDetail = flowDetail }
         if verbose > 0 {
@@ -173,6 +189,11 @@ struct MitmDump: AsyncParsableCommand {
         }
         if !filter.isEmpty {
             dumper.filter = try FlowFiles.compile(filter.joined(separator: " "), option: "filter")
+        }
+        do {
+            _ = try NextLayerRules(options: options)
+        } catch {
+            throw OptionError.invalid(error.option, error.pattern, error.reason)
         }
         guard (0...4).contains(dumper.flowDetail) else {
             throw OptionError.invalid("flow_detail", String(dumper.flowDetail), "expected 0 to 4")

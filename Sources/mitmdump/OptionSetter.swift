@@ -64,6 +64,11 @@ enum OptionSetter {
         case "http2": options.http2 = try bool()
         case "keep_host_header": options.keepHostHeader = try bool()
         case "certs": options.certs.append(value)
+        // List options: each `--set` adds one pattern, as mitmproxy's repeated `--set name=value`.
+        case "ignore_hosts": options.ignoreHosts.append(value)
+        case "allow_hosts": options.allowHosts.append(value)
+        case "tcp_hosts": options.tcpHosts.append(value)
+        case "rawtcp": options.rawTCP = try bool()
         case "body_size_limit": options.bodySizeLimit = try size()
         case "stream_large_bodies": options.streamLargeBodies = try size()
         case "header_size_limit": options.headerSizeLimit = try size() ?? Int.max

@@ -99,7 +99,8 @@ struct TestServices {
         let logger = logs.logger()
         let addon = AnsweringAddon(answer: answer)
         let manager = AddonManager(addons: [addon], context: AddonContext(options: options, logger: logger))
-        self.services = ProxyServices(
+        // Tests pass valid host patterns; a bad one is a bug in the test.
+        self.services = try! ProxyServices(
             options: options,
             addons: manager,
             certificates: CertificateStore(authority: TestCA.authority),

@@ -37,6 +37,18 @@ public struct ProxyOptions: Sendable, Hashable {
     public var connectTimeout: Double = 30
     /// `threads` (ours): event loop threads; `nil` means one per core.
     public var threads: Int? = nil
+    /// `ignore_hosts`: regular expressions (Python `re` syntax, case-insensitive, searched anywhere)
+    /// matched against `host:port` of a connection's server address, its IP address, its TLS SNI
+    /// and an HTTP Host header; a match passes the connection through untouched.
+    public var ignoreHosts: [String] = []
+    /// `allow_hosts`: the opposite of `ignore_hosts`: a connection matching none of these is passed
+    /// through untouched.
+    public var allowHosts: [String] = []
+    /// `tcp_hosts`: regular expressions matched against the server's host (or the TLS SNI): such
+    /// connections are relayed as TCP flows (TLS is still intercepted).
+    public var tcpHosts: [String] = []
+    /// `rawtcp`: relay traffic that is neither HTTP nor TLS as a TCP flow.
+    public var rawTCP: Bool = true
 
     public init() {}
 }
