@@ -92,58 +92,59 @@ enum PipelineSetup {
         sync.removeHandler(decoder, promise: nil)
     }
 
-    /// Peeks at the first bytes and picks what comes next: TLS interception, HTTP/1, HTTP/2 with
-    /// prior knowledge, or (for anything else in a tunnel) a raw pass-through.
+    /// Peeks at the first bytes and picks what comes next (`NextLayerRules.decide`): a pass-through
+    /// for ignored hosts, TLS interception, HTTP/1, HTTP/2 with prior knowledge, a TCP flow
+    /// (`tcp_hosts`, or not HTTP with `rawtcp`), or, for anything else, a raw pass-through.
     static func makePeekHandler(connection: ClientConnectionContext) -> ProtocolPeekHandler {
-        ProtocolPeekHandler { bytes in
-            switch ProtocolSniffer.sniff(bytes) {
+        let rules = connection.services.nextLayer
+        return ProtocolPeekHandler { bytes in
+            let server = connection.originalServerAddress
+            switch rules.decide(firstBytes: bytes, server: server, inTunnel: connection.tunnelTarget != nil) {
             case .needMoreData:
                 return .needMoreData
-            case .tls:
-                let parsed = ClientHello.parse(bytes)
-                switch parsed {
-                case .needMoreData:
-                    return .needMoreData
-                case .clientHello(let hello):
-                    return .decided { context in
-                        TLSInterceptor.intercept(hello: hello, peekContext: context, connection: connection)
-                    }
-                case .notTLS, .malformed:
-                    let reason: String
-                    if case .malformed(let why) = parsed { reason = why } else { reason = "not TLS" }
-                    return .decided { context in
-                        connection.services.logger.info(
-                            "Client TLS handshake failed: invalid ClientHello (\(reason))",
-                            metadata: ["client": "\(connection.client.peername)"]
-                        )
-                        context.close(promise: nil)
-                    }
-                }
-            case .http1:
+            case .ignore:
                 return .decided { context in
-                    do {
-                        try addHTTP1(to: context.pipeline.syncOperations, connection: connection)
-                        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-                    } catch {
-                        context.close(promise: nil)
-                    }
-                }
-            case .http2Preface:
-                return .decided { context in
-                    do {
-                        try addHTTP2(to: context.channel, connection: connection)
-                        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-                    } catch {
-                        context.close(promise: nil)
-                    }
-                }
-            case .unknown:
-                return .decided { context in
-                    guard let target = connection.originalServerAddress else {
+                    guard let server else {
                         context.close(promise: nil)
                         return
                     }
-                    passThrough(peekContext: context, to: target, connection: connection)
+                    connection.services.logger.debug(
+                        "Ignoring connection to \(server) (ignore_hosts/allow_hosts): passed through",
+                        metadata: ["client": "\(connection.client.peername)"]
+                    )
+                    passThrough(peekContext: context, to: server, connection: connection)
+                }
+            case .tls(let hello):
+                return .decided { context in
+                    TLSInterceptor.intercept(hello: hello, peekContext: context, connection: connection)
+                }
+            case .malformedTLS(let reason):
+                return .decided { context in
+                    connection.services.logger.info(
+                        "Client TLS handshake failed: invalid ClientHello (\(reason))",
+                        metadata: ["client": "\(connection.client.peername)"]
+                    )
+                    context.close(promise: nil)
+                }
+            case .http1:
+                return .decided { context in
+                    replace(context, connection: connection) {
+                        try addHTTP1(to: context.pipeline.syncOperations, connection: connection)
+                    }
+                }
+            case .http2:
+                return .decided { context in
+                    replace(context, connection: connection) { try addHTTP2(to: context.channel, connection: connection) }
+                }
+            case .tcp:
+                return .decided { context in startTCPRelay(replacing: context, connection: connection) }
+            case .unrecognized:
+                return .decided { context in
+                    guard let server else {
+                        context.close(promise: nil)
+                        return
+                    }
+                    passThrough(peekContext: context, to: server, connection: connection)
                 }
             }
         }

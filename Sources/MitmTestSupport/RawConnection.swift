@@ -54,6 +54,11 @@ public final class RawConnection: Sendable {
         await poll(timeout: timeout) { self.receivedText.contains(text) }
     }
 
+    /// Closes our sending side only (a FIN); the connection stays open for reading.
+    public func shutdownOutput() async throws {
+        try await channel.close(mode: .output)
+    }
+
     public func close() async {
         try? await channel.close()
     }

@@ -203,8 +203,9 @@ extension DistinguishedName {
 }
 
 /// Waits for the client handshake to finish, records the TLS details on the connection, and puts
-/// HTTP/1 or HTTP/2 handlers behind TLS by the negotiated protocol. A failed handshake is logged with
-/// the host, as mitmproxy does, since it usually means the client does not trust our CA.
+/// HTTP/1, HTTP/2 or a TCP relay behind TLS (`PipelineSetup.configureAfterClientTLS`). A failed
+/// handshake is logged with the host, as mitmproxy does, since it usually means the client does not
+/// trust our CA.
 final class ClientTLSHandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
 
@@ -233,16 +234,7 @@ final class ClientTLSHandshakeHandler: ChannelInboundHandler, RemovableChannelHa
         connection.client.timestampTLSSetup = now()
         let data = TLSHookData(side: .client, client: connection.client)
         connection.services.notify { await $0.tls(.tlsEstablishedClient, data) }
-        do {
-            if alpn == "h2" {
-                try PipelineSetup.addHTTP2(to: context.channel, connection: connection)
-            } else {
-                try PipelineSetup.addHTTP1(to: context.pipeline.syncOperations, connection: connection)
-            }
-            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-        } catch {
-            context.close(promise: nil)
-        }
+        PipelineSetup.configureAfterClientTLS(context: context, connection: connection, alpn: alpn)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

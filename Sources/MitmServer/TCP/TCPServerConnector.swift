@@ -1,0 +1,138 @@
+import MitmAddons
+import MitmCore
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// Opens the server side of a TCP flow on the client's event loop: a plain connection, or TLS when
+/// the client's TLS was intercepted (with the client's SNI and ALPN offers), and no HTTP handlers.
+/// `ServerConnector` does the same for HTTP and sets up HTTP/1 or HTTP/2 on top.
+enum TCPServerConnector {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Where to connect and how.
+    struct Target {
+        var address: Address
+        var usesTLS: Bool
+        var sni: String?
+        var alpnOffers: [String]
+    }
+
+    /// Connects and, for TLS, completes the handshake. The returned `ServerConnection` carries the
+    /// addresses, timestamps and TLS details. `server_connect`, `server_connected` and
+    /// `server_disconnected` (and the server TLS hooks) are notified as for HTTP connections.
+    static func connect(
+        _ target: Target,
+        client: ClientConnection,
+        services: ProxyServices,
+        eventLoop: any EventLoop
+    ) -> EventLoopFuture<(any Channel, ServerConnection)> {
+        var opening = ServerConnection(
+            address: target.address,
+            usesTLS: target.usesTLS,
+            sni: target.sni,
+            alpnOffers: target.alpnOffers
+        )
+        opening.timestampStart = now()
+        let connectData = ServerConnectionHookData(client: client, server: opening)
+        services.notify { addons in
+            var data = connectData
+            await addons.serverConnect(&data)
+        }
+        let address = target.address
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(.milliseconds(Int64(services.options.connectTimeout * 1000)))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Half-closes are relayed: a server's FIN must arrive as an event, not close the channel.
+            .channelOption(.allowRemoteHalfClosure, value: true)
+        let connecting: EventLoopFuture<any Channel>
+        if let ip = try? SocketAddress(ipAddress: address.host, port: address.port) {
+            connecting = bootstrap.connect(to: ip)
+        } else {
+            connecting = bootstrap.connect(host: address.host, port: address.port)
+        }
+        let start = opening
+        return connecting
+            .flatMapErrorThrowing { error in
+                throw Failure(description: "Error connecting to \(address): \(describe(error))")
+            }
+            .flatMap { channel -> EventLoopFuture<(any Channel, ServerConnection)> in
+                var server = start
+                server.timestampTCPSetup = now()
+                server.peername = channel.remoteAddress.flatMap(Address.init)
+                server.sockname = channel.localAddress.flatMap(Address.init)
+                let ready: EventLoopFuture<ServerConnection>
+                if target.usesTLS {
+                    ready = startTLS(on: channel, target: target, server: server, client: client, services: services)
+                } else {
+                    ready = eventLoop.makeSucceededFuture(server)
+                }
+                return ready.map { server in
+                    let data = ServerConnectionHookData(client: client, server: server)
+                    services.notify { await $0.serverConnected(data) }
+                    channel.closeFuture.whenComplete { _ in
+                        var closed = server
+                        closed.timestampEnd = now()
+                        let data = ServerConnectionHookData(client: client, server: closed)
+                        services.notify { await $0.serverDisconnected(data) }
+                    }
+                    return (channel, server)
+                }
+                .flatMapErrorThrowing { error in
+                    channel.close(promise: nil)
+                    throw error
+                }
+            }
+    }
+
+    private static func startTLS(
+        on channel: any Channel,
+        target: Target,
+        server: ServerConnection,
+        client: ClientConnection,
+        services: ProxyServices
+    ) -> EventLoopFuture<ServerConnection> {
+        let promise = channel.eventLoop.makePromise(of: String?.self)
+        let startData = TLSHookData(side: .server, client: client, server: server)
+        services.notify { await $0.tls(.tlsStartServer, startData) }
+        do {
+            let context = try services.clientContext(alpn: target.alpnOffers)
+            // SNI cannot carry an IP address (RFC 6066 §3).
+            let sni = target.sni.flatMap { isIPAddress($0) ? nil : $0 }
+            let handler = try NIOSSLClientHandler(context: context, serverHostname: sni)
+            try channel.pipeline.syncOperations.addHandlers([handler, TLSHandshakeWaiter(promise: promise)])
+        } catch {
+            promise.fail(error)
+        }
+        let host = target.sni ?? target.address.host
+        return promise.futureResult
+            .flatMapThrowing { alpn -> ServerConnection in
+                var server = server
+                server.timestampTLSSetup = now()
+                let chain = (try? channel.pipeline.syncOperations.nioSSL_peerCertificate())
+                    .flatMap { $0 }
+                    .flatMap { try? $0.toDERBytes() }
+                let version = try? channel.pipeline.syncOperations.nioSSL_tlsVersion()
+                server.tls = TLSInfo(
+                    sni: target.sni,
+                    alpn: alpn,
+                    alpnOffers: target.alpnOffers,
+                    tlsVersion: version.flatMap { $0 }.map(describe(tlsVersion:)),
+                    certificateChain: chain.map { [$0] } ?? []
+                )
+                let data = TLSHookData(side: .server, client: client, server: server)
+                services.notify { await $0.tls(.tlsEstablishedServer, data) }
+                return server
+            }
+            .flatMapErrorThrowing { error in
+                let reason = describe(tlsError: error)
+                var failed = server
+                failed.error = reason
+                let data = TLSHookData(side: .server, client: client, server: failed, error: reason)
+                services.notify { await $0.tls(.tlsFailedServer, data) }
+                throw Failure(description: "TLS handshake failed with server \(host): \(reason)")
+            }
+    }
+}
