@@ -23,6 +23,8 @@
 #   REFERENCE=1           0 skips the mitmdump 11 column
 #   MITMPROXY_VERSION=11.0.2
 #   KEEP_TMP=1            keep the temp dir (configs, logs) for inspection
+#   TCP=1                 0 skips the raw TCP rows (bench/tcp.sh: MIB=512 pushed
+#                         directly and through a --tcp-hosts TCP flow, REPEAT=3)
 #
 # Output: one table on stdout, also written to bench/out/results.txt.
 # Exit status: 0 all targets PASS, 1 some target FAIL or could not be
@@ -560,6 +562,10 @@ main() {
     if [[ -n $REF_BIN && -n $OURS_BIN && ${FLOWFILES:-1} == 1 ]]; then
         log "measuring flow files (FLOWFILES=0 skips)"
         OURS_BIN=$OURS_BIN REF_BIN=$REF_BIN bash "$(dirname "$0")/flowfiles.sh" >>"$OUT_DIR/results.txt" || FAILED=1
+    fi
+    if [[ -n $OURS_BIN && ${TCP:-1} == 1 ]]; then
+        log "measuring raw TCP (TCP=0 skips)"
+        OURS_BIN=$OURS_BIN bash "$(dirname "$0")/tcp.sh" >>"$OUT_DIR/results.txt" || FAILED=1
     fi
     cat "$OUT_DIR/results.txt"
     cp "$TMP/wrk.log" "$OUT_DIR/wrk.log"
