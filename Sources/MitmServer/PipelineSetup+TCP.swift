@@ -7,8 +7,13 @@ import NIOCore
 extension PipelineSetup {
     /// Replaces the handler of `context` (a peek handler, or the client TLS handshake handler) with a
     /// TCP relay to the connection's server. Bytes the replaced handler held are replayed into the
-    /// relay when it leaves the pipeline.
-    static func startTCPRelay(replacing context: ChannelHandlerContext, connection: ClientConnectionContext) {
+    /// relay when it leaves the pipeline. `preconnected`: a server connection already being opened
+    /// for this flow (`EarlyServerConnection`).
+    static func startTCPRelay(
+        replacing context: ChannelHandlerContext,
+        connection: ClientConnectionContext,
+        preconnected: EventLoopFuture<(any Channel, ServerConnection)>? = nil
+    ) {
         guard let address = connection.originalServerAddress else {
             context.close(promise: nil)
             return
@@ -31,7 +36,7 @@ extension PipelineSetup {
                 alpnOffers: target.alpnOffers
             )
         )
-        let relay = TCPRelay(flow: flow, target: target, connection: connection)
+        let relay = TCPRelay(flow: flow, target: target, connection: connection, preconnected: preconnected)
         do {
             let sync = context.pipeline.syncOperations
             try sync.addHandler(TCPRelaySideHandler(relay: relay, side: .client), position: .after(context.handler))

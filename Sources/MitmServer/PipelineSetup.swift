@@ -97,11 +97,26 @@ enum PipelineSetup {
     /// (`tcp_hosts`, or not HTTP with `rawtcp`), or, for anything else, a raw pass-through.
     static func makePeekHandler(connection: ClientConnectionContext) -> ProtocolPeekHandler {
         let rules = connection.services.nextLayer
-        return ProtocolPeekHandler { bytes in
+        // A tunnel to a tcp_hosts server: connect now, in case the server speaks first. (Not when
+        // ignore rules are set: those may still need the client's bytes to decide.)
+        let early = connection.tunnelTarget.flatMap { target in
+            rules.tcpHosts.matches(target.host) && !rules.hasIgnoreRules
+                ? EarlyServerConnection(connection: connection, target: target) : nil
+        }
+        let handler = ProtocolPeekHandler { bytes in
             let server = connection.originalServerAddress
-            switch rules.decide(firstBytes: bytes, server: server, inTunnel: connection.tunnelTarget != nil) {
+            let decision = rules.decide(firstBytes: bytes, server: server, inTunnel: connection.tunnelTarget != nil)
+            if decision != .needMoreData && decision != .tcp {
+                early?.discard()
+            }
+            switch decision {
             case .needMoreData:
                 return .needMoreData
+            case .tcp:
+                let preconnected = early?.claim()
+                return .decided { context in
+                    startTCPRelay(replacing: context, connection: connection, preconnected: preconnected)
+                }
             case .ignore:
                 return .decided { context in
                     guard let server else {
@@ -136,8 +151,6 @@ enum PipelineSetup {
                 return .decided { context in
                     replace(context, connection: connection) { try addHTTP2(to: context.channel, connection: connection) }
                 }
-            case .tcp:
-                return .decided { context in startTCPRelay(replacing: context, connection: connection) }
             case .unrecognized:
                 return .decided { context in
                     guard let server else {
@@ -148,6 +161,12 @@ enum PipelineSetup {
                 }
             }
         }
+        if let early {
+            handler.onAdded = { [weak handler] _ in
+                if let handler { early.start(clientPeek: handler) }
+            }
+        }
+        return handler
     }
 
     /// Relays the connection to `target` byte for byte (no interception).

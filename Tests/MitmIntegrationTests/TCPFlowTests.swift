@@ -92,6 +92,26 @@ struct TCPFlowTests {
         }
     }
 
+    @Test("tcp_hosts: a server that speaks first reaches a client that waits for it (we connect on CONNECT)")
+    func serverSpeaksFirst() async throws {
+        let origin = try await TCPOrigin.start(.greeting("220 ready\r\n"))
+        defer { Task { await origin.shutdown() } }
+        let addon = TCPRecordingAddon()
+        try await withProxy(addons: [addon], configure: { $0.tcpHosts = ["^127\\.0\\.0\\.1$"] }) { proxy in
+            let client = try await tunnel(proxy, to: origin.address)
+            #expect(await client.waitForText("220 ready\r\n"), "\(client.receivedText)")
+            try await client.send("QUIT\r\n")
+            #expect(await client.waitForText("220 ready\r\nQUIT\r\n"), "\(client.receivedText)")
+            try await client.shutdownOutput()
+            #expect(await client.waitForClose())
+            #expect(await addon.wait(for: .tcpEnd))
+            let flow = try #require(addon.lastFlow)
+            #expect(flow.messages.map(\.fromClient) == [false, true, false])
+            #expect(flow.messages.first.map { String(buffer: $0.content) } == "220 ready\r\n")
+            await client.close()
+        }
+    }
+
     // MARK: - rawtcp
 
     @Test("rawtcp: a protocol that is neither HTTP nor TLS becomes a TCP flow")

@@ -16,6 +16,8 @@ final class TCPRelay {
     private var machine: TCPRelayStateMachine
     private let connection: ClientConnectionContext
     private let target: TCPServerConnector.Target
+    /// A server connection opened before the flow began (`EarlyServerConnection`), if any.
+    private let preconnected: EventLoopFuture<(any Channel, ServerConnection)>?
     private let eventLoop: any EventLoop
     private var services: ProxyServices { connection.services }
 
@@ -29,10 +31,16 @@ final class TCPRelay {
     private var isDriving = false
     private var isCounted = false
 
-    /// `flow` is the new flow; `target` the server to open for it.
-    init(flow: TCPFlow, target: TCPServerConnector.Target, connection: ClientConnectionContext) {
+    /// `flow` is the new flow; `target` the server to open for it, unless `preconnected` is given.
+    init(
+        flow: TCPFlow,
+        target: TCPServerConnector.Target,
+        connection: ClientConnectionContext,
+        preconnected: EventLoopFuture<(any Channel, ServerConnection)>? = nil
+    ) {
         self.connection = connection
         self.target = target
+        self.preconnected = preconnected
         self.eventLoop = connection.eventLoop
         // Without addons nobody can see a message, so forwarded content is not kept.
         let keepsMessages = !connection.services.addons.addons.isEmpty
@@ -163,31 +171,38 @@ final class TCPRelay {
     }
 
     private func connectServer() {
-        let eventLoop = self.eventLoop
-        TCPServerConnector.connect(target, client: connection.client, services: services, eventLoop: eventLoop)
-            .whenComplete { [self] result in
-                switch result {
-                case .success(let (channel, server)):
-                    guard !machine.isFinishing else {
-                        channel.close(promise: nil)
-                        return
-                    }
-                    do {
-                        try channel.pipeline.syncOperations.addHandler(TCPRelaySideHandler(relay: self, side: .server))
-                    } catch {
-                        channel.close(promise: nil)
-                        machine.serverConnectFailed("Error connecting to \(target.address): \(describe(error))")
-                        drive()
-                        return
-                    }
-                    machine.serverConnected(server)
-                case .failure(let error):
-                    let message = (error as? TCPServerConnector.Failure)?.description ?? describe(error)
-                    services.logger.info("\(message)", metadata: ["client": "\(connection.client.peername)"])
-                    machine.serverConnectFailed(message)
+        let connecting =
+            preconnected
+            ?? TCPServerConnector.connect(target, client: connection.client, services: services, eventLoop: eventLoop)
+        connecting.whenComplete { [self] result in
+            switch result {
+            case .success(let (channel, server)):
+                guard !machine.isFinishing else {
+                    channel.close(promise: nil)
+                    return
                 }
-                drive()
+                do {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(TCPRelaySideHandler(relay: self, side: .server))
+                    machine.serverConnected(server)
+                    // What the server sent before the relay took over (a greeting, a FIN) follows.
+                    if let held = try? sync.handler(type: ProtocolPeekHandler.self) {
+                        sync.removeHandler(held, promise: nil)
+                    }
+                    if !channel.isActive {
+                        machine.inputClosed(.server)
+                    }
+                } catch {
+                    channel.close(promise: nil)
+                    machine.serverConnectFailed("Error connecting to \(target.address): \(describe(error))")
+                }
+            case .failure(let error):
+                let message = (error as? TCPServerConnector.Failure)?.description ?? describe(error)
+                services.logger.info("\(message)", metadata: ["client": "\(connection.client.peername)"])
+                machine.serverConnectFailed(message)
             }
+            drive()
+        }
     }
 
     private func context(_ side: Side) -> ChannelHandlerContext? {
