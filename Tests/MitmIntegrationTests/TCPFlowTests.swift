@@ -182,6 +182,32 @@ struct TCPFlowTests {
         }
     }
 
+    @Test("A client that resets the connection: tcp_error, the server connection is closed")
+    func clientReset() async throws {
+        let origin = try await TCPOrigin.start()
+        defer { Task { await origin.shutdown() } }
+        let addon = TCPRecordingAddon()
+        let script = """
+            import socket, struct, sys, time
+            c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+            c.sendall(f"CONNECT {sys.argv[2]} HTTP/1.1\\r\\n\\r\\n".encode())
+            head = b""
+            while b"\\r\\n\\r\\n" not in head:
+                head += c.recv(1)
+            c.sendall(b"bye")
+            assert c.recv(3) == b"bye"
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            """
+        try await withProxy(addons: [addon], configure: { $0.tcpHosts = ["."] }) { proxy in
+            let result = try await CommandRunner.run("python3", ["-c", script, String(proxy.port), origin.address])
+            #expect(result.succeeded, "\(result)")
+            #expect(await addon.wait(for: .tcpError))
+            #expect(addon.lastFlow?.error?.message == "Client connection error: Connection reset by peer")
+            #expect(addon.hookNames == [.tcpStart, .tcpMessage, .tcpMessage, .tcpError])
+        }
+    }
+
     // MARK: - ignore_hosts and allow_hosts
 
     @Test("ignore_hosts: passed through byte for byte, no flow, even for bytes rawtcp would take")
