@@ -106,6 +106,8 @@ struct TCPRelayStateMachineTests {
         _ = Self.drain(&machine)
         machine.inputClosed(.client)
         #expect(Self.drain(&machine) == ["halfClose server", "wait"])
+        machine.inputClosed(.client)
+        #expect(Self.drain(&machine) == ["wait"], "a side closes once")
         machine.dataReceived(from: .server, ByteBuffer(string: "bye"))
         machine.inputClosed(.server)
         #expect(

@@ -1,7 +1,6 @@
 import MitmAddons
 import MitmCore
 import NIOCore
-import NIOSSL
 
 /// Carries out a `TCPRelayStateMachine` for one TCP flow: opens the server connection, runs the
 /// hooks, writes, half-closes and closes, and keeps backpressure across the pair: a side is read
@@ -89,11 +88,6 @@ final class TCPRelay {
     }
 
     func failed(_ side: Side, error: any Error) {
-        // A TLS peer that closes without close_notify has still closed: not a failure of the flow.
-        if let tlsError = error as? NIOSSLError, case .uncleanShutdown = tlsError {
-            inputClosed(side)
-            return
-        }
         let who = side == .client ? "Client" : "Server"
         machine.connectionFailed("\(who) connection error: \(describe(error))")
         drive()

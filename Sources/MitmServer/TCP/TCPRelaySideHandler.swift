@@ -1,4 +1,5 @@
 import NIOCore
+import NIOSSL
 
 /// One side (client or server) of a TCP flow: hands what the channel reports to the `TCPRelay` and
 /// lets the relay decide when the channel reads. The relay writes through this handler's context.
@@ -46,6 +47,11 @@ final class TCPRelaySideHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A TLS peer that closes without close_notify has still closed: not a failure of the flow.
+        if let tlsError = error as? NIOSSLError, case .uncleanShutdown = tlsError {
+            closeInput()
+            return
+        }
         relay.failed(side, error: error)
     }
 

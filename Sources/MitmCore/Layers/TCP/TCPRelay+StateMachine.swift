@@ -173,9 +173,14 @@ public struct TCPRelayStateMachine: Sendable {
             flow?.messages.append(TCPMessage(fromClient: side == .client, content: data))
             issueHook(.message)
         case .inputClosed(let side):
+            // A side closes once; a repeated report (FIN, then the channel going away) is no news.
             switch side {
-            case .client: canRead.client = false
-            case .server: canRead.server = false
+            case .client:
+                guard canRead.client else { return outbox.popFirst() ?? .wait }
+                canRead.client = false
+            case .server:
+                guard canRead.server else { return outbox.popFirst() ?? .wait }
+                canRead.server = false
             }
             if !canRead.client && !canRead.server {
                 phase = .ending
