@@ -35,7 +35,7 @@ final class EarlyServerConnection {
             eventLoop: connection.eventLoop
         )
         connecting = future
-        future.whenSuccess { [self] channel, _ in
+        future.assumeIsolated().whenSuccess { [self] channel, _ in
             guard !isSettled else { return }
             // Holds what the server sends until the relay takes the channel.
             let serverPeek = ProtocolPeekHandler { [self] _ in

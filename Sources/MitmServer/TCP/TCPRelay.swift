@@ -146,7 +146,7 @@ final class TCPRelay {
                 flushPending()
                 guard let context = context(side) else { continue }
                 let promise = eventLoop.makePromise(of: Void.self)
-                promise.futureResult.whenFailure { _ in
+                promise.futureResult.assumeIsolated().whenFailure { _ in
                     // Channels that cannot half-close (TLS without support for it) close fully.
                     context.close(promise: nil)
                 }
@@ -168,7 +168,7 @@ final class TCPRelay {
         let connecting =
             preconnected
             ?? TCPServerConnector.connect(target, client: connection.client, services: services, eventLoop: eventLoop)
-        connecting.whenComplete { [self] result in
+        connecting.assumeIsolated().whenComplete { [self] result in
             switch result {
             case .success(let (channel, server)):
                 guard !machine.isFinishing else {
