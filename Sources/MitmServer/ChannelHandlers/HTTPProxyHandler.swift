@@ -121,11 +121,30 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             run(stream!.fail(error.message, status: 400))
             return
         }
-        if request.method == "CONNECT", case .regular = connection.mode, connection.tunnelTarget == nil, !isHTTP2 {
-            pendingConnect = request
+        var flow = HTTPFlow(request: request, clientConnection: connection.client)
+        if let authenticator = services.authenticator, !connection.isAuthenticated {
+            // mitmproxy's proxyauth: a client connection that presented valid credentials once is
+            // trusted for its lifetime; the credentials never reach the server.
+            let scheme = ProxyAuthHeaders.Scheme.forMode(actsAsProxy: connection.mode.acceptsCONNECT)
+            if let value = request.headers[scheme.requestHeader],
+                let credentials = ProxyAuthHeaders.parseBasic(value),
+                authenticator.verify(username: credentials.username, password: credentials.password)
+            {
+                connection.isAuthenticated = true
+                flow.request.headers.remove(scheme.requestHeader)
+                flow.metadata["proxyauth"] = credentials.username
+            } else {
+                // Answered like an addon's response, so the flow is shown and saved as mitmproxy does.
+                flow.response = HTTPResponse.makeAuthenticationRequired(scheme)
+                stream = HTTPStreamStateMachine(flow: flow, limits: limits)
+                run(stream!.start())
+                return
+            }
+        }
+        if request.method == "CONNECT", connection.mode.acceptsCONNECT, connection.tunnelTarget == nil, !isHTTP2 {
+            pendingConnect = flow.request
             return
         }
-        let flow = HTTPFlow(request: request, clientConnection: connection.client)
         stream = HTTPStreamStateMachine(flow: flow, limits: limits)
         run(stream!.start())
     }
@@ -251,7 +270,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     ) {
         upstream = (server, handler)
         stream!.attachServerConnection(server.server)
-        let head = Self.serverRequestHead(request, bodyLength: bodyLength, toHTTP2: server.isHTTP2)
+        var head = Self.serverRequestHead(request, bodyLength: bodyLength, toHTTP2: server.isHTTP2)
+        if server.usesAbsoluteForm {
+            // An HTTP upstream proxy takes the whole URL, and our credentials for it.
+            head.uri = request.url
+            if let authorization = services.options.upstreamProxyAuthorization {
+                head.headers.replaceOrAdd(name: "proxy-authorization", value: authorization)
+            }
+        }
         handler.begin(head, delegate: self)
         for part in parts {
             handler.send(part, flush: false)
@@ -601,6 +627,13 @@ extension HTTPProxyHandler: UpstreamExchangeDelegate {
 }
 
 extension HTTPResponse {
+    /// 407 (or 401 in reverse mode) with the Basic challenge, as mitmproxy's proxyauth answers.
+    static func makeAuthenticationRequired(_ scheme: ProxyAuthHeaders.Scheme) -> HTTPResponse {
+        var response = makeError(scheme.status, message: "Proxy Authentication Required")
+        response.headers[scheme.challengeHeader] = ProxyAuthHeaders.challenge
+        return response
+    }
+
     /// The response the proxy itself sends when a flow fails: a small HTML page with the reason.
     static func makeError(_ status: Int, message: String) -> HTTPResponse {
         let reason = HTTPResponseStatus(statusCode: status).reasonPhrase
