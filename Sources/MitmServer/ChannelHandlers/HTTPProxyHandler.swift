@@ -302,6 +302,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     static func serverRequestHead(_ request: HTTPRequest, bodyLength: Int?, toHTTP2: Bool) -> HTTPRequestHead {
         var headers = request.headers.storage
         let version: HTTPVersion = request.httpVersion == "HTTP/1.0" && !toHTTP2 ? .http1_0 : .http1_1
+        declineH2CUpgrade(&headers)
         if toHTTP2 {
             if !headers.contains(name: "host") {
                 headers.add(name: "host", value: request.hostHeaderValue)
@@ -314,6 +315,27 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let uri = request.method == "CONNECT" ? request.authority : request.path
         return HTTPRequestHead(version: version, method: HTTPMethod(rawValue: request.method), uri: uri, headers: headers)
+    }
+
+    /// A client's `Upgrade: h2c` is declined: the exchange stays HTTP/1.1 (RFC 7540 §3.2 lets a
+    /// server ignore the offer). Passing it on would let the server switch protocols under a
+    /// proxy that still parses HTTP/1; cleartext HTTP/2 is served with prior knowledge instead.
+    static func declineH2CUpgrade(_ headers: inout HTTPHeaders) {
+        guard headers.hasToken("h2c", in: "upgrade") else { return }
+        let others = headers["upgrade"].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { $0.lowercased() != "h2c" }
+        headers.remove(name: "upgrade")
+        headers.remove(name: "http2-settings")
+        if !others.isEmpty { headers.add(name: "upgrade", value: others.joined(separator: ", ")) }
+        let connection = headers["connection"].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { token in
+                let lower = token.lowercased()
+                return lower != "http2-settings" && (lower != "upgrade" || !others.isEmpty)
+            }
+        headers.remove(name: "connection")
+        if !connection.isEmpty { headers.add(name: "connection", value: connection.joined(separator: ", ")) }
     }
 
     /// Makes Content-Length / Transfer-Encoding agree with the body we are about to send: the exact
