@@ -793,27 +793,6 @@ enum IPAddressText {
         if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF {
             return "::ffff:" + formatIPv4(Array(bytes[12..<16]))
         }
-        let groups = (0..<8).map { UInt16(bytes[2 * $0]) << 8 | UInt16(bytes[2 * $0 + 1]) }
-        var bestStart = -1
-        var bestLength = 0
-        var index = 0
-        while index < 8 {
-            if groups[index] == 0 {
-                var end = index
-                while end < 8, groups[end] == 0 { end += 1 }
-                if end - index > bestLength {
-                    bestStart = index
-                    bestLength = end - index
-                }
-                index = end
-            } else {
-                index += 1
-            }
-        }
-        func text(_ range: Range<Int>) -> String {
-            groups[range].map { String($0, radix: 16) }.joined(separator: ":")
-        }
-        guard bestLength >= 2 else { return text(0..<8) }
-        return text(0..<bestStart) + "::" + text((bestStart + bestLength)..<8)
+        return IPv6Text.compressed(bytes)
     }
 }

@@ -354,38 +354,27 @@ struct Blowfish {
                         var left: UInt32 = 0
                         var right: UInt32 = 0
                         position = 0
-                        var index = 0
-                        while index < 18 {
-                            if salted {
-                                left ^= Blowfish.streamWord(saltPointer, &position)
-                                right ^= Blowfish.streamWord(saltPointer, &position)
+                        /// Replaces `table` pairwise with the running block, P first, then the S-boxes.
+                        func refill(_ table: UnsafeMutableBufferPointer<UInt32>) {
+                            var index = 0
+                            while index < table.count {
+                                if salted {
+                                    left ^= Blowfish.streamWord(saltPointer, &position)
+                                    right ^= Blowfish.streamWord(saltPointer, &position)
+                                }
+                                (left, right) = Blowfish.encrypt(
+                                    left,
+                                    right,
+                                    p: UnsafeBufferPointer(p),
+                                    s: UnsafeBufferPointer(s)
+                                )
+                                table[index] = left
+                                table[index + 1] = right
+                                index += 2
                             }
-                            (left, right) = Blowfish.encrypt(
-                                left,
-                                right,
-                                p: UnsafeBufferPointer(p),
-                                s: UnsafeBufferPointer(s)
-                            )
-                            p[index] = left
-                            p[index + 1] = right
-                            index += 2
                         }
-                        index = 0
-                        while index < 1024 {
-                            if salted {
-                                left ^= Blowfish.streamWord(saltPointer, &position)
-                                right ^= Blowfish.streamWord(saltPointer, &position)
-                            }
-                            (left, right) = Blowfish.encrypt(
-                                left,
-                                right,
-                                p: UnsafeBufferPointer(p),
-                                s: UnsafeBufferPointer(s)
-                            )
-                            s[index] = left
-                            s[index + 1] = right
-                            index += 2
-                        }
+                        refill(p)
+                        refill(s)
                     }
                 }
             }
