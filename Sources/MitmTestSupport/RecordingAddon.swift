@@ -131,6 +131,10 @@ public final class RecordingAddon: Addon, Sendable {
     }
     public func response(_ flow: inout HTTPFlow, context: AddonContext) async throws { record(.response, flow) }
     public func error(_ flow: inout HTTPFlow, context: AddonContext) async throws { record(.error, flow) }
+    public func tcpStart(_ flow: inout TCPFlow, context: AddonContext) async throws { record(.tcpStart) }
+    public func tcpMessage(_ flow: inout TCPFlow, context: AddonContext) async throws { record(.tcpMessage) }
+    public func tcpEnd(_ flow: inout TCPFlow, context: AddonContext) async throws { record(.tcpEnd) }
+    public func tcpError(_ flow: inout TCPFlow, context: AddonContext) async throws { record(.tcpError) }
     public func running(context: AddonContext) async throws { record(.running) }
     public func done(context: AddonContext) async throws { record(.done) }
 }

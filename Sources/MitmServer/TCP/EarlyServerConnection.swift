@@ -30,9 +30,7 @@ final class EarlyServerConnection {
         let connection = self.connection
         let future = TCPServerConnector.connect(
             TCPServerConnector.Target(address: target, usesTLS: false, sni: nil, alpnOffers: []),
-            client: connection.client,
-            services: connection.services,
-            eventLoop: connection.eventLoop
+            connection: connection
         )
         connecting = future
         future.assumeIsolated().whenSuccess { [self] channel, _ in

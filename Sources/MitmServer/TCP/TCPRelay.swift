@@ -167,7 +167,7 @@ final class TCPRelay {
     private func connectServer() {
         let connecting =
             preconnected
-            ?? TCPServerConnector.connect(target, client: connection.client, services: services, eventLoop: eventLoop)
+            ?? TCPServerConnector.connect(target, connection: connection)
         connecting.assumeIsolated().whenComplete { [self] result in
             switch result {
             case .success(let (channel, server)):

@@ -1,7 +1,6 @@
 import MitmAddons
 import MitmCore
 import NIOCore
-import NIOPosix
 import NIOSSL
 
 /// Opens the server side of a TCP flow on the client's event loop: a plain connection, or TLS when
@@ -22,45 +21,40 @@ enum TCPServerConnector {
 
     /// Connects and, for TLS, completes the handshake. The returned `ServerConnection` carries the
     /// addresses, timestamps and TLS details. `server_connect`, `server_connected` and
-    /// `server_disconnected` (and the server TLS hooks) are notified as for HTTP connections.
-    static func connect(
-        _ target: Target,
-        client: ClientConnection,
-        services: ProxyServices,
-        eventLoop: any EventLoop
-    ) -> EventLoopFuture<(any Channel, ServerConnection)> {
+    /// `server_disconnected` (and the server TLS hooks) are notified as for HTTP connections. The
+    /// connection goes through the upstream proxy in upstream mode, and a connection the mode
+    /// opened ahead (SOCKS5) is used when there is one.
+    static func connect(_ target: Target, connection: ClientConnectionContext) -> EventLoopFuture<(any Channel, ServerConnection)> {
+        let client = connection.client
+        let services = connection.services
+        let eventLoop = connection.eventLoop
         var opening = ServerConnection(
             address: target.address,
             usesTLS: target.usesTLS,
             sni: target.sni,
             alpnOffers: target.alpnOffers
         )
-        opening.timestampStart = now()
+        let preconnected = connection.takePreconnected(for: target.address)
+        opening.timestampStart = preconnected?.opened ?? now()
         let connectData = ServerConnectionHookData(client: client, server: opening)
         services.notify { addons in
             var data = connectData
             await addons.serverConnect(&data)
         }
         let address = target.address
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(.milliseconds(Int64(services.options.connectTimeout * 1000)))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            // Half-closes are relayed: a server's FIN must arrive as an event, not close the channel.
-            .channelOption(.allowRemoteHalfClosure, value: true)
-        let connecting: EventLoopFuture<any Channel>
-        if let ip = try? SocketAddress(ipAddress: address.host, port: address.port) {
-            connecting = bootstrap.connect(to: ip)
-        } else {
-            connecting = bootstrap.connect(host: address.host, port: address.port)
-        }
+        let connecting =
+            preconnected.map { eventLoop.makeSucceededFuture($0.channel) }
+            ?? ServerConnector.openTunnel(to: address, via: connection.upstreamProxy, services: services, eventLoop: eventLoop)
         let start = opening
         return connecting
             .flatMapErrorThrowing { error in
                 throw Failure(description: "Error connecting to \(address): \(describe(error))")
             }
             .flatMap { channel -> EventLoopFuture<(any Channel, ServerConnection)> in
+                // Half-closes are relayed: a server's FIN must arrive as an event, not close the channel.
+                try? channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
                 var server = start
-                server.timestampTCPSetup = now()
+                server.timestampTCPSetup = preconnected?.connected ?? now()
                 server.peername = channel.remoteAddress.flatMap(Address.init)
                 server.sockname = channel.localAddress.flatMap(Address.init)
                 let ready: EventLoopFuture<ServerConnection>
