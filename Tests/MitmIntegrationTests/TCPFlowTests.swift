@@ -237,11 +237,12 @@ struct TCPFlowTLSTests {
         import socket, ssl, sys
         proxy_port, target, cafile = int(sys.argv[1]), sys.argv[2], sys.argv[3]
         s = socket.create_connection(("127.0.0.1", proxy_port))
-        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(1)
-        assert head.startswith(b"HTTP/1.1 200"), head
+        if target != "-":  # "-": no CONNECT (reverse mode)
+            s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(1)
+            assert head.startswith(b"HTTP/1.1 200"), head
         context = ssl.create_default_context(cafile=cafile)
         tls = context.wrap_socket(s, server_hostname="localhost")
         tls.sendall(b"hello tls")
@@ -308,6 +309,20 @@ struct TCPFlowTLSTests {
             try await Task.sleep(for: .milliseconds(100))
             #expect(addon.events.isEmpty)
             #expect(!recording.hookNames.contains(.tlsClientHello))
+        }
+    }
+
+    @Test("ignore_hosts in reverse mode: the reverse target is matched, TLS passes through untouched")
+    func ignoredInReverseMode() async throws {
+        let origin = try await TCPOrigin.start(tls: true)
+        defer { Task { await origin.shutdown() } }
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
+        let originCA = try TestPKI.shared.writeCACertificate(to: scratch.file("origin-ca.pem"))
+        let mode = ProxyMode.reverse(.init(scheme: "https", address: Address(host: "127.0.0.1", port: origin.port)))
+        try await withProxy(configure: { $0.modes = [ProxyModeSpec(mode)]; $0.ignoreHosts = ["^127\\.0\\.0\\.1:\(origin.port)$"] }) { proxy in
+            let result = try await run(proxy, target: "-", cafile: originCA)
+            #expect(result.succeeded && result.output.contains("hello tls"), "not passed through: \(result)")
         }
     }
 
