@@ -141,7 +141,12 @@ enum PipelineSetup {
                         "Ignoring connection to \(server) (ignore_hosts/allow_hosts): passed through",
                         metadata: ["client": "\(connection.client.peername)"]
                     )
-                    passThrough(peekContext: context, to: server, connection: connection)
+                    if connection.options.showIgnoredHosts {
+                        // Relayed as it is (TLS stays encrypted), but recorded.
+                        startTCPRelay(replacing: context, connection: connection)
+                    } else {
+                        passThrough(peekContext: context, to: server, connection: connection)
+                    }
                 }
             case .tls(let hello):
                 return .decided { context in

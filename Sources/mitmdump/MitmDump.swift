@@ -83,6 +83,9 @@ struct MitmDump: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Enable or disable raw TCP flows for traffic that is neither HTTP nor TLS.")
     var rawtcp: Bool?
 
+    @Flag(inversion: .prefixedNo, help: "Record ignored connections as TCP flows (without TLS interception).")
+    var showIgnoredHosts: Bool?
+
     @Flag(name: .long, help: "Reverse proxy: keep the original Host header instead of rewriting it.")
     var keepHostHeader = false
 
@@ -193,6 +196,7 @@ struct MitmDump: AsyncParsableCommand {
         options.allowHosts += allowHosts
         options.tcpHosts += tcpHosts
         if let rawtcp { options.rawTCP = rawtcp }
+        if let showIgnoredHosts { options.showIgnoredHosts = showIgnoredHosts }
         if showhost { dumper.showHost = true }
         if let flowDetail { dumper.flowDetail = flowDetail }
         if verbose > 0 {

@@ -71,6 +71,7 @@ enum OptionSetter {
         case "allow_hosts": options.allowHosts.append(value)
         case "tcp_hosts": options.tcpHosts.append(value)
         case "rawtcp": options.rawTCP = try bool()
+        case "show_ignored_hosts": options.showIgnoredHosts = try bool()
         case "body_size_limit": options.bodySizeLimit = try size()
         case "stream_large_bodies": options.streamLargeBodies = try size()
         case "header_size_limit": options.headerSizeLimit = try size() ?? Int.max

@@ -210,6 +210,21 @@ struct TCPFlowTests {
 
     // MARK: - ignore_hosts and allow_hosts
 
+    @Test("show_ignored_hosts: an ignored connection is relayed untouched but recorded as a TCP flow")
+    func showIgnoredHosts() async throws {
+        let origin = try await TCPOrigin.start()
+        defer { Task { await origin.shutdown() } }
+        let addon = TCPRecordingAddon()
+        try await withProxy(addons: [addon], configure: { $0.ignoreHosts = ["."]; $0.showIgnoredHosts = true }) { proxy in
+            let client = try await tunnel(proxy, to: origin.address)
+            try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await client.waitForText("\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"), "echoed, not parsed: \(client.receivedText)")
+            await client.close()
+            #expect(await addon.wait(for: .tcpEnd))
+            #expect(addon.lastFlow?.messages.first.map { String(buffer: $0.content) } == "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        }
+    }
+
     @Test("ignore_hosts: passed through byte for byte, no flow, even for bytes rawtcp would take")
     func ignorePlain() async throws {
         let origin = try await TCPOrigin.start()

@@ -54,6 +54,9 @@ public struct ProxyOptions: Sendable, Hashable {
     public var tcpHosts: [String] = []
     /// `rawtcp`: relay traffic that is neither HTTP nor TLS as a TCP flow.
     public var rawTCP: Bool = true
+    /// `show_ignored_hosts`: record connections that `ignore_hosts`/`allow_hosts` pass through as
+    /// TCP flows (still without TLS interception: the flow holds what went over the wire).
+    public var showIgnoredHosts: Bool = false
 
     public init() {}
 }
