@@ -49,8 +49,13 @@ extension PipelineSetup {
 
     /// After the client's TLS handshake: HTTP/1, HTTP/2 or a TCP flow (`tcp_hosts`), or, when the
     /// ALPN does not say, a peek at the first decrypted bytes (`rawtcp`). Replaces the handler of
-    /// `context`.
-    static func configureAfterClientTLS(context: ChannelHandlerContext, connection: ClientConnectionContext, alpn: String?) {
+    /// `context`. `tcpServer`: the TLS server connection opened for a TCP flow before the handshake.
+    static func configureAfterClientTLS(
+        context: ChannelHandlerContext,
+        connection: ClientConnectionContext,
+        alpn: String?,
+        tcpServer: EventLoopFuture<(any Channel, ServerConnection)>? = nil
+    ) {
         let rules = connection.services.nextLayer
         let decision = rules.decideAfterClientTLS(
             server: connection.originalServerAddress,
@@ -58,6 +63,9 @@ extension PipelineSetup {
             alpn: alpn,
             inTunnel: connection.tunnelTarget != nil
         )
+        if decision != .tcp {
+            tcpServer?.whenSuccess { channel, _ in channel.close(promise: nil) }
+        }
         do {
             let sync = context.pipeline.syncOperations
             switch decision {
@@ -68,7 +76,7 @@ extension PipelineSetup {
                 try addHTTP2(to: context.channel, connection: connection)
                 sync.removeHandler(context: context, promise: nil)
             case .tcp:
-                startTCPRelay(replacing: context, connection: connection)
+                startTCPRelay(replacing: context, connection: connection, preconnected: tcpServer)
             case .peek:
                 try sync.addHandler(makeDecryptedPeekHandler(connection: connection), position: .after(context.handler))
                 sync.removeHandler(context: context, promise: nil)

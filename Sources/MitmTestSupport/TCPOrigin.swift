@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import Synchronization
 
 /// A loopback TCP server for relaying tests, on `127.0.0.1` and a free port, plain or TLS (with the
@@ -20,12 +21,16 @@ public final class TCPOrigin: Sendable {
     public let usesTLS: Bool
     private let channel: any Channel
     private let received = Mutex<[UInt8]>([])
+    private let handshakes = Atomic<Int>(0)
 
     private init(port: Int, usesTLS: Bool, channel: any Channel) {
         self.port = port
         self.usesTLS = usesTLS
         self.channel = channel
     }
+
+    /// How many TLS handshakes completed (TLS origins): the number of TLS connections used.
+    public var tlsHandshakes: Int { handshakes.load(ordering: .relaxed) }
 
     /// Everything any client sent, in arrival order.
     public var receivedBytes: [UInt8] { received.withLock { $0 } }
@@ -44,7 +49,13 @@ public final class TCPOrigin: Sendable {
                     if let sslContext {
                         try sync.addHandler(NIOSSLServerHandler(context: sslContext))
                     }
-                    try sync.addHandler(TCPOriginHandler(behaviour: behaviour, record: { bytes in box.origin?.record(bytes) }))
+                    try sync.addHandler(
+                        TCPOriginHandler(
+                            behaviour: behaviour,
+                            record: { bytes in box.origin?.record(bytes) },
+                            handshake: { box.origin?.handshakes.add(1, ordering: .relaxed) }
+                        )
+                    )
                 }
             }
             .bind(host: "127.0.0.1", port: 0)
@@ -75,10 +86,12 @@ private final class TCPOriginHandler: ChannelInboundHandler {
 
     private let behaviour: TCPOrigin.Behaviour
     private let record: ([UInt8]) -> Void
+    private let handshake: () -> Void
 
-    init(behaviour: TCPOrigin.Behaviour, record: @escaping ([UInt8]) -> Void) {
+    init(behaviour: TCPOrigin.Behaviour, record: @escaping ([UInt8]) -> Void, handshake: @escaping () -> Void) {
         self.behaviour = behaviour
         self.record = record
+        self.handshake = handshake
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -106,6 +119,9 @@ private final class TCPOriginHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
+            handshake()
+        }
         if let event = event as? ChannelEvent, case .inputClosed = event {
             // The client is done: so are we, once our echo is out.
             context.close(promise: nil)

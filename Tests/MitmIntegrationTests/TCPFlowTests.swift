@@ -291,6 +291,7 @@ struct TCPFlowTLSTests {
             #expect(flow.serverConnection.tls != nil)
             #expect(flow.serverConnection.usesTLS)
             #expect(origin.receivedBytes == Array("hello tls".utf8))
+            #expect(origin.tlsHandshakes == 1, "one TLS connection: the certificate's and the relay's are the same")
         }
     }
 

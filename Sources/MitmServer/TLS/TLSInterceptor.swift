@@ -33,27 +33,39 @@ enum TLSInterceptor {
             await services.addons.tlsClientHello(&data)
             return data
         }
-        .flatMap { data -> EventLoopFuture<UpstreamConnection?> in
+        .flatMap { data -> EventLoopFuture<EagerServer> in
             if data.ignoreConnection, let target = connection.originalServerAddress {
                 PipelineSetup.passThrough(peekContext: peek.value, to: target, connection: connection)
                 return eventLoop.makeFailedFuture(Skip())
             }
-            return connectEagerly(hello: hello, connection: connection)
+            // A TCP flow inside TLS gets its TLS server connection now, without HTTP on top.
+            if let tcp = connectEagerlyForTCP(hello: hello, connection: connection) {
+                return tcp
+            }
+            return connectEagerly(hello: hello, connection: connection).map(EagerServer.http)
         }
-        .flatMap { server -> EventLoopFuture<(LeafRequest, LeafCertificate, String?)> in
-            let alpn = chooseALPN(clientOffers: hello.alpnProtocols, server: server, http2: services.options.http2)
-            let request = leafRequest(hello: hello, connection: connection, server: server)
+        .flatMap { eager -> EventLoopFuture<(LeafRequest, LeafCertificate, String?, EagerServer)> in
+            let alpn: String?
+            let request: LeafRequest
+            switch eager {
+            case .http(let server):
+                alpn = chooseALPN(clientOffers: hello.alpnProtocols, server: server, http2: services.options.http2)
+                request = leafRequest(hello: hello, connection: connection, server: server)
+            case .tcp(_, let server):
+                alpn = server?.tls?.alpn.flatMap { hello.alpnProtocols.contains($0) ? $0 : nil }
+                request = leafRequest(hello: hello, connection: connection, serverCertificate: server?.tls?.certificateChain.first)
+            }
             // The store answers with a user's certificate (--certs) first, then its cache.
             if let cached = services.certificates.cachedLeaf(for: request) {
-                return eventLoop.makeSucceededFuture((request, cached, alpn))
+                return eventLoop.makeSucceededFuture((request, cached, alpn, eager))
             }
             return run(on: eventLoop) { try await services.certificates.leaf(for: request) }
-                .map { (request, $0, alpn) }
+                .map { (request, $0, alpn, eager) }
         }
         .whenComplete { result in
             let peekContext = peek.value
             switch result {
-            case .success(let (request, leaf, alpn)):
+            case .success(let (request, leaf, alpn, eager)):
                 do {
                     let context = try services.serverContext(for: request, leaf: leaf, alpn: alpn)
                     let data = TLSHookData(side: .client, client: connection.client)
@@ -62,7 +74,7 @@ enum TLSInterceptor {
                     try sync.addHandlers(
                         [
                             NIOSSLServerHandler(context: context),
-                            ClientTLSHandshakeHandler(connection: connection, hello: hello),
+                            ClientTLSHandshakeHandler(connection: connection, hello: hello, tcpServer: eager.tcpServer),
                         ],
                         position: .after(peekContext.handler)
                     )
@@ -128,6 +140,11 @@ enum TLSInterceptor {
     /// The names our certificate must carry: the SNI, the host the client asked for, and (upstream
     /// certificate sniffing) the server certificate's common name and subject alternative names.
     static func leafRequest(hello: ClientHello, connection: ClientConnectionContext, server: UpstreamConnection?) -> LeafRequest {
+        leafRequest(hello: hello, connection: connection, serverCertificate: server?.server.tls?.certificateChain.first)
+    }
+
+    /// The same, from the server certificate's DER (if any).
+    static func leafRequest(hello: ClientHello, connection: ClientConnectionContext, serverCertificate: [UInt8]?) -> LeafRequest {
         var dnsNames: [String] = []
         var ipAddresses: [String] = []
         func add(_ name: String) {
@@ -144,7 +161,7 @@ enum TLSInterceptor {
             if commonName == nil { commonName = target.host }
         }
         var organization: String?
-        if let der = server?.server.tls?.certificateChain.first, let certificate = try? Certificate(derEncoded: der) {
+        if let der = serverCertificate, let certificate = try? Certificate(derEncoded: der) {
             if let cn = certificate.subject.commonName {
                 add(cn)
                 if commonName == nil { commonName = cn }
@@ -211,11 +228,14 @@ final class ClientTLSHandshakeHandler: ChannelInboundHandler, RemovableChannelHa
 
     private let connection: ClientConnectionContext
     private let hello: ClientHello
+    /// The TLS server connection opened for a TCP flow, if this is one (`connectEagerlyForTCP`).
+    private let tcpServer: EventLoopFuture<(any Channel, ServerConnection)>?
     private var done = false
 
-    init(connection: ClientConnectionContext, hello: ClientHello) {
+    init(connection: ClientConnectionContext, hello: ClientHello, tcpServer: EventLoopFuture<(any Channel, ServerConnection)>? = nil) {
         self.connection = connection
         self.hello = hello
+        self.tcpServer = tcpServer
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -234,7 +254,7 @@ final class ClientTLSHandshakeHandler: ChannelInboundHandler, RemovableChannelHa
         connection.client.timestampTLSSetup = now()
         let data = TLSHookData(side: .client, client: connection.client)
         connection.services.notify { await $0.tls(.tlsEstablishedClient, data) }
-        PipelineSetup.configureAfterClientTLS(context: context, connection: connection, alpn: alpn)
+        PipelineSetup.configureAfterClientTLS(context: context, connection: connection, alpn: alpn, tcpServer: tcpServer)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
