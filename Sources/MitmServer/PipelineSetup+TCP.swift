@@ -95,12 +95,14 @@ extension PipelineSetup {
             case .needMoreData:
                 return .needMoreData
             case .http2:
-                return .decided { context in replace(context, connection: connection) { try addHTTP2(to: context.channel, connection: connection) } }
+                return .decided { context in
+                    replace(context) { try addHTTP2(to: context.channel, connection: connection) }
+                }
             case .tcp:
                 return .decided { context in startTCPRelay(replacing: context, connection: connection) }
             case .http1, .ignore, .tls, .malformedTLS, .unrecognized:
                 return .decided { context in
-                    replace(context, connection: connection) {
+                    replace(context) {
                         try addHTTP1(to: context.pipeline.syncOperations, connection: connection)
                     }
                 }
@@ -109,7 +111,7 @@ extension PipelineSetup {
     }
 
     /// Runs `install` to add handlers, then removes the handler of `context`; closes on failure.
-    static func replace(_ context: ChannelHandlerContext, connection: ClientConnectionContext, install: () throws -> Void) {
+    static func replace(_ context: ChannelHandlerContext, install: () throws -> Void) {
         do {
             try install()
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)

@@ -162,13 +162,13 @@ enum PipelineSetup {
                 }
             case .http1:
                 return .decided { context in
-                    replace(context, connection: connection) {
+                    replace(context) {
                         try addHTTP1(to: context.pipeline.syncOperations, connection: connection)
                     }
                 }
             case .http2:
                 return .decided { context in
-                    replace(context, connection: connection) { try addHTTP2(to: context.channel, connection: connection) }
+                    replace(context) { try addHTTP2(to: context.channel, connection: connection) }
                 }
             case .unrecognized:
                 return .decided { context in
