@@ -122,6 +122,18 @@ struct WebSocketStreamStateMachineTests {
         #expect(m.hookCompleted(m.flow) == [.runHook(.message)])
     }
 
+    @Test("frames and a connection end that arrive before the start wait for websocket_start")
+    func queuedBeforeStart() {
+        var m = Machine(flow: Self.makeFlow())
+        #expect(m.frameReceived(Self.text("first", masked: true), from: .client) == [])
+        #expect(m.connectionClosed(.client) == [])
+        #expect(m.start() == [.runHook(.start)])
+        #expect(m.hookCompleted(m.flow) == [.runHook(.message)])
+        #expect(m.hookCompleted(m.flow) == [
+            .send(Self.outgoing("first"), to: .server), .close(.client), .close(.server), .runHook(.end),
+        ])
+    }
+
     // MARK: - Addons
 
     @Test("an addon edits a message: the edited content goes out")

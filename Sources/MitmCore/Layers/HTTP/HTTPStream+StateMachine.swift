@@ -327,6 +327,11 @@ public struct HTTPStreamStateMachine: Sendable {
             return .wait
         }
         flow.response = response
+        if flow.isAcceptedWebSocketUpgrade {
+            // Set before the response hooks, as mitmproxy does, so addons know a WebSocket connection
+            // follows (and the savers wait for websocket_end).
+            flow.websocket = WebSocketData()
+        }
         state = .responseHeadersHook
         return runHook(.responseHeaders)
     }

@@ -94,6 +94,9 @@ public struct WebSocketStreamStateMachine: Sendable {
     private let limits: Limits
     private var state: State = .startHook
     private var hookInFlight = false
+    /// Whether `start()` was called. Events before it (frames a peer sent right behind the upgrade,
+    /// handed over while the driver rewires its pipelines) wait for websocket_start too.
+    private var started = false
     private var pending: [Pending] = []
     private var partialFromClient: Partial?
     private var partialFromServer: Partial?
@@ -127,12 +130,17 @@ public struct WebSocketStreamStateMachine: Sendable {
 
     /// The upgrade is through: websocket_start runs first.
     public mutating func start() -> [Action] {
-        runHook(.start)
+        precondition(!started, "Internal inconsistency: WebSocket stream started twice")
+        started = true
+        return runHook(.start)
     }
+
+    /// Whether events must wait: before the start, and while a hook is out.
+    private var mustQueue: Bool { !started || hookInFlight }
 
     /// A frame arrived from `side`.
     public mutating func frameReceived(_ frame: Frame, from side: Side) -> [Action] {
-        if hookInFlight {
+        if mustQueue {
             pending.append(.frame(frame, from: side))
             return []
         }
@@ -141,7 +149,7 @@ public struct WebSocketStreamStateMachine: Sendable {
 
     /// The connection to `side` ended (closed, reset, or failed).
     public mutating func connectionClosed(_ side: Side) -> [Action] {
-        if hookInFlight {
+        if mustQueue {
             pending.append(.closed(side))
             return []
         }
@@ -151,7 +159,7 @@ public struct WebSocketStreamStateMachine: Sendable {
     /// The driver's codec refused what `side` sent before it became a frame (a frame larger than the
     /// limit, a fragmented or oversized control frame): treated like any other violation.
     public mutating func codecFailed(_ side: Side, code: Int, message: String) -> [Action] {
-        if hookInFlight {
+        if mustQueue {
             pending.append(.protocolError(side, code: code, message: message))
             return []
         }
@@ -160,7 +168,7 @@ public struct WebSocketStreamStateMachine: Sendable {
 
     /// The other side's close echo did not come in time.
     public mutating func closingTimedOut() -> [Action] {
-        if hookInFlight {
+        if mustQueue {
             pending.append(.closingTimedOut)
             return []
         }
