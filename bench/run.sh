@@ -24,6 +24,8 @@
 #   MITMPROXY_VERSION=11.0.2
 #   KEEP_TMP=1            keep the temp dir (configs, logs) for inspection
 #
+#   WEBSOCKET=1           0 skips the WebSocket echo rows (bench/websocket.sh)
+#
 # Output: one table on stdout, also written to bench/out/results.txt.
 # Exit status: 0 all targets PASS, 1 some target FAIL or could not be
 # measured, 2 the benchmark itself could not run.
@@ -560,6 +562,10 @@ main() {
     if [[ -n $REF_BIN && -n $OURS_BIN && ${FLOWFILES:-1} == 1 ]]; then
         log "measuring flow files (FLOWFILES=0 skips)"
         OURS_BIN=$OURS_BIN REF_BIN=$REF_BIN bash "$(dirname "$0")/flowfiles.sh" >>"$OUT_DIR/results.txt" || FAILED=1
+    fi
+    if [[ -n $OURS_BIN && ${WEBSOCKET:-1} == 1 ]]; then
+        log "measuring WebSocket echo (WEBSOCKET=0 skips)"
+        OURS_BIN=$OURS_BIN REF_BIN=$REF_BIN bash "$(dirname "$0")/websocket.sh" >>"$OUT_DIR/results.txt" || FAILED=1
     fi
     cat "$OUT_DIR/results.txt"
     cp "$TMP/wrk.log" "$OUT_DIR/wrk.log"
