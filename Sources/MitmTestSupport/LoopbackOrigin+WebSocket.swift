@@ -8,6 +8,7 @@ import NIOWebSocket
 /// | --- | --- |
 /// | a text or binary frame | the same frame back (same opcode, FIN and payload) |
 /// | text `server-close` | close 4001 `server says bye` (it closes after the client's echo) |
+/// | text `server-drop` | nothing: it closes the TCP connection without a close frame |
 /// | ping | pong with the same payload |
 /// | close | the same close back, then it closes the connection |
 ///
@@ -65,6 +66,10 @@ final class OriginWebSocketEchoHandler: ChannelInboundHandler {
         switch frame.opcode {
         case .text, .binary, .continuation:
             state.webSocketMessages.withLock { $0.append(Array(payload.readableBytesView)) }
+            if frame.opcode == .text, String(buffer: payload) == "server-drop" {
+                context.close(promise: nil)
+                return
+            }
             if frame.opcode == .text, String(buffer: payload) == "server-close" {
                 var close = ByteBuffer()
                 close.writeInteger(UInt16(4001))

@@ -187,3 +187,10 @@ extension RecordingAddon {
         return flows(at: .websocketEnd).last
     }
 }
+
+/// Takes its time over every message, so frames pile up behind the hook.
+struct SlowAddon: Addon {
+    func websocketMessage(_ flow: inout HTTPFlow, context: AddonContext) async throws {
+        try await Task.sleep(for: .milliseconds(30))
+    }
+}

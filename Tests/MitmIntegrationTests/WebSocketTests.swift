@@ -204,6 +204,47 @@ struct WebSocketTests {
         }
     }
 
+    @Test("a slow websocket_message hook: messages queue behind it and keep their order")
+    func slowHook() async throws {
+        try await PythonWebSocketClient.requireAvailable()
+        let recorder = RecordingAddon()
+        try await withLoopbackOrigin(.plain) { origin in
+            try await withProxy(addons: [SlowAddon(), recorder]) { proxy in
+                let texts = (1...8).map { "message \($0)" }
+                let plan: [[Any]] = texts.map { ["text", $0] } + texts.map { _ in ["recv"] } + [["close", 1000, ""]]
+                let received = try await PythonWebSocketClient.run(
+                    port: proxy.port, url: "ws://127.0.0.1:\(origin.port)/ws", ca: proxy.caCertificatePath, plan: plan
+                )
+                #expect(received == texts.map { .text($0) })
+                #expect(origin.webSocketMessages == texts.map { Array($0.utf8) })
+                let flow = try #require(await recorder.endedWebSocket())
+                #expect(flow.websocket?.messages.filter(\.fromClient).map(\.text) == texts)
+            }
+        }
+    }
+
+    @Test("the connection counts as an open flow until websocket_end; a server that drops it gives 1006")
+    func openFlowAndServerDrop() async throws {
+        let recorder = RecordingAddon()
+        try await withLoopbackOrigin(.plain) { origin in
+            try await withProxy(addons: [recorder]) { proxy in
+                let raw = try await RawConnection.connect(port: proxy.port)
+                try await raw.send(RawWebSocket.upgradeRequest(authority: origin.authority()))
+                #expect(await raw.waitForText("\r\n\r\n"))
+                #expect(await recorder.wait(for: .websocketStart))
+                #expect(proxy.server.openFlowCount == 1, "an open WebSocket connection is an open flow")
+                try await raw.send(RawWebSocket.frame(opcode: 1, payload: Array("server-drop".utf8)))
+                #expect(await raw.waitForClose(), "the proxy closes the client's side too")
+                let flow = try #require(await recorder.endedWebSocket())
+                #expect(flow.websocket?.closeCode == 1006)
+                #expect(flow.websocket?.closedByClient == false)
+                #expect(flow.error == nil)
+                #expect(await waitForNoOpenFlows(proxy))
+                await raw.close()
+            }
+        }
+    }
+
     private func waitForNoOpenFlows(_ proxy: ProxyHarness) async -> Bool {
         await poll { proxy.server.openFlowCount == 0 }
     }
