@@ -5,8 +5,9 @@
 //   MitmCore  <-  MitmAddons  <-  MitmServer  <-  mitmdump
 //   MitmCertificates  <-----------'
 //
-// `MitmCore` is the sans-I/O protocol core: it may use NIOCore's ByteBuffer and NIOHTTP1's value
-// types, but never NIOPosix, NIOSSL or NIOHTTP2, so nothing in it can open a socket.
+// `MitmCore` is the sans-I/O protocol core: it may use NIOCore's ByteBuffer, NIOHTTP1's value
+// types and swift-crypto's hashes, but never NIOPosix, NIOSSL or NIOHTTP2, so nothing in it can
+// open a socket.
 // `MitmCertificates` is swift-certificates + swift-crypto only. `MitmServer` is the only target that
 // touches sockets and TLS.
 import PackageDescription
@@ -57,6 +58,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                // SHA-1 for `{SHA}` htpasswd entries (proxyauth).
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
     missing=()
-    for package in libbrotli-dev libzstd-dev curl openssl; do
+    # iptables and iproute2: the transparent-mode test builds network namespaces (as root).
+    for package in libbrotli-dev libzstd-dev curl openssl iptables iproute2; do
         dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
     done
     if [ ${#missing[@]} -gt 0 ]; then

@@ -14,13 +14,20 @@ final class ClientConnectionContext: @unchecked Sendable {
     let eventLoop: any EventLoop
     let mode: ProxyMode
     var client: ClientConnection
-    /// The CONNECT target once a tunnel is open (regular mode).
+    /// The server the client's connection is for, once known: the CONNECT target (regular and
+    /// upstream mode), the SOCKS5 target, or the original destination (transparent mode).
     var tunnelTarget: Address?
+    /// Set once the client proved its credentials (`proxyauth`): at its first request, or in the
+    /// SOCKS5 handshake.
+    var isAuthenticated = false
 
     private var idleHTTP1: [ServerKey: [UpstreamConnection]] = [:]
     private var http2: [ServerKey: UpstreamConnection] = [:]
     private var open: [ObjectIdentifier: UpstreamConnection] = [:]
     private var isClosed = false
+    /// A connection opened before the client said what it wants (SOCKS5's eager connect), kept for
+    /// the first use of that address.
+    private var preconnected: (address: Address, channel: any Channel, opened: Double, connected: Double)?
     /// Why the connection opened ahead of the first request (for the server's certificate) failed:
     /// that request gets the same answer instead of a second, identical attempt.
     var eagerFailure: (key: ServerKey, message: String)?
@@ -95,7 +102,7 @@ final class ClientConnectionContext: @unchecked Sendable {
                 throw RequestError(message: "Invalid request target '\(uri)'")
             }
             switch mode {
-            case .regular:
+            case .regular, .upstream, .transparent, .socks5:
                 if let tunnelTarget {
                     request.host = tunnelTarget.host
                     request.port = tunnelTarget.port
@@ -133,15 +140,21 @@ final class ClientConnectionContext: @unchecked Sendable {
                 sni = clientSNI
             }
         }
-        return ServerKey(address: Address(host: request.host, port: request.port), usesTLS: usesTLS, sni: sni)
+        return ServerKey(address: Address(host: request.host, port: request.port), usesTLS: usesTLS, sni: sni, via: upstreamProxy)
     }
 
     /// The server the client's connection is for before any request is seen, if the mode says.
     var originalServerAddress: Address? {
         switch mode {
-        case .regular: tunnelTarget
+        case .regular, .upstream, .transparent, .socks5: tunnelTarget
         case .reverse(let target): target.address
         }
+    }
+
+    /// The proxy every server connection goes through, in upstream mode.
+    var upstreamProxy: ProxyMode.UpstreamProxy? {
+        if case .upstream(let proxy) = mode { return proxy }
+        return nil
     }
 
     /// The ALPN protocols to offer a server: the client's own offers when it spoke TLS (so both sides
@@ -208,7 +221,8 @@ final class ClientConnectionContext: @unchecked Sendable {
             alpnOffers: alpnOffers,
             client: client,
             services: services,
-            eventLoop: eventLoop
+            eventLoop: eventLoop,
+            preconnected: takePreconnected(for: key.address)
         ).flatMapThrowing { connection in
             guard !self.isClosed else {
                 connection.channel.close(promise: nil)
@@ -255,13 +269,63 @@ final class ClientConnectionContext: @unchecked Sendable {
         release(connection, reusable: true)
     }
 
+    /// Opens a TCP connection to `address` now, to be used by the first server connection to it
+    /// (or passed through). Fails as connecting fails.
+    func preconnect(to address: Address) -> EventLoopFuture<Void> {
+        let opened = now()
+        return ServerConnector.openTCP(to: address, options: options, eventLoop: eventLoop).flatMapThrowing { channel in
+            guard !self.isClosed else {
+                channel.close(promise: nil)
+                throw ChannelError.ioOnClosedChannel
+            }
+            self.preconnected?.channel.close(promise: nil)
+            self.preconnected = (address, channel, opened, now())
+        }
+    }
+
+    /// The connection `preconnect(to:)` opened to `address`, if it is still unused and open.
+    func takePreconnected(for address: Address) -> (channel: any Channel, opened: Double, connected: Double)? {
+        guard let kept = preconnected, kept.address == address else { return nil }
+        preconnected = nil
+        guard kept.channel.isActive else { return nil }
+        return (kept.channel, kept.opened, kept.connected)
+    }
+
+    /// A connection that failed before any flow existed (a SOCKS5 target that refused): recorded as a
+    /// failed TCP flow, so the dump shows it and `-w` keeps it, as nothing may be lost silently.
+    func recordFailedConnection(to address: Address, message: String) {
+        var server = ServerConnection(address: address, usesTLS: false)
+        server.timestampStart = now()
+        server.error = message
+        var failed = TCPFlow(clientConnection: client, serverConnection: server)
+        failed.error = FlowError(message)
+        let flow = failed
+        services.notify { addons in
+            var flow = flow
+            await addons.run(.start, on: &flow)
+            await addons.run(.error, on: &flow)
+        }
+    }
+
     /// The client went away: its server connections go too.
     func close() {
+        preconnected?.channel.close(promise: nil)
+        preconnected = nil
         isClosed = true
         for connection in open.values {
             connection.channel.close(promise: nil)
         }
         idleHTTP1.removeAll()
         http2.removeAll()
+    }
+}
+
+extension ProxyMode {
+    /// Whether clients of this mode open tunnels with CONNECT (they are explicit HTTP proxies).
+    var acceptsCONNECT: Bool {
+        switch self {
+        case .regular, .upstream: true
+        case .transparent, .socks5, .reverse: false
+        }
     }
 }

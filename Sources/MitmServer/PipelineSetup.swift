@@ -9,12 +9,12 @@ import NIOPosix
 /// next, we decide which handlers come next. The decisions themselves are pure functions
 /// (`ProtocolSniffer`, `ClientHello.parse`); this file only wires handlers.
 enum PipelineSetup {
-    /// A client has connected to a listener in `mode`.
-    static func configureNewClient(channel: any Channel, services: ProxyServices, mode: ProxyMode) throws {
+    /// A client has connected to a listener of `spec`.
+    static func configureNewClient(channel: any Channel, services: ProxyServices, spec: ProxyModeSpec) throws {
         let peer = channel.remoteAddress.flatMap(Address.init) ?? Address(host: "?", port: 0)
         let local = channel.localAddress.flatMap(Address.init) ?? Address(host: "?", port: 0)
-        let client = ClientConnection(peername: peer, sockname: local, proxyMode: mode.description)
-        let connection = ClientConnectionContext(services: services, eventLoop: channel.eventLoop, mode: mode, client: client)
+        let client = ClientConnection(peername: peer, sockname: local, proxyMode: spec.spec)
+        let connection = ClientConnectionContext(services: services, eventLoop: channel.eventLoop, mode: spec.mode, client: client)
         services.notify { addons in
             var client = client
             await addons.clientConnected(&client)
@@ -26,11 +26,25 @@ enum PipelineSetup {
             let closed = client
             services.notify { await $0.clientDisconnected(closed) }
         }
-        switch mode {
-        case .regular:
-            try addHTTP1(to: channel.pipeline.syncOperations, connection: connection)
+        let pipeline = channel.pipeline.syncOperations
+        switch spec.mode {
+        case .regular, .upstream:
+            try addHTTP1(to: pipeline, connection: connection)
         case .reverse:
-            try channel.pipeline.syncOperations.addHandler(makePeekHandler(connection: connection))
+            try pipeline.addHandler(makePeekHandler(connection: connection))
+        case .transparent:
+            // The client never named its server: the firewall's redirect did, and the kernel kept it.
+            do {
+                let destination = try OriginalDestination.lookupOnEventLoop(channel)
+                connection.tunnelTarget = Address(host: destination.host, port: destination.port)
+            } catch {
+                services.logger.info("Transparent mode failure: \(error)", metadata: ["client": "\(peer)"])
+                channel.close(promise: nil)
+                return
+            }
+            try pipeline.addHandler(makePeekHandler(connection: connection))
+        case .socks5:
+            try pipeline.addHandler(SOCKS5ServerHandler(connection: connection))
         }
     }
 
@@ -153,9 +167,12 @@ enum PipelineSetup {
     static func passThrough(peekContext: ChannelHandlerContext, to target: Address, connection: ClientConnectionContext) {
         let clientChannel = peekContext.channel
         let peek = NIOLoopBound(peekContext, eventLoop: peekContext.eventLoop)
-        ClientBootstrap(group: clientChannel.eventLoop)
-            .connectTimeout(.milliseconds(Int64(connection.options.connectTimeout * 1000)))
-            .connect(host: target.host, port: target.port)
+        let connecting =
+            connection.takePreconnected(for: target).map { clientChannel.eventLoop.makeSucceededFuture($0.channel) }
+            ?? ServerConnector.openTunnel(
+                to: target, via: connection.upstreamProxy, services: connection.services, eventLoop: clientChannel.eventLoop
+            )
+        connecting
             .whenComplete { result in
                 let peekContext = peek.value
                 switch result {

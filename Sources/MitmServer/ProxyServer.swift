@@ -32,7 +32,14 @@ public final class ProxyServer: Sendable {
             try certificates.addCustomCertificate(spec: spec)
         }
         let manager = AddonManager(addons: addons, context: AddonContext(options: options, logger: logger))
-        self.services = ProxyServices(options: options, addons: manager, certificates: certificates, logger: logger)
+        let authenticator = try options.proxyauth.map(Self.makeAuthenticator)
+        self.services = ProxyServices(
+            options: options,
+            addons: manager,
+            certificates: certificates,
+            logger: logger,
+            authenticator: authenticator
+        )
         self.ownsGroup = group == nil
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: options.threads ?? System.coreCount)
     }
@@ -41,9 +48,11 @@ public final class ProxyServer: Sendable {
     @discardableResult
     public func start() async throws -> [SocketAddress] {
         var addresses: [SocketAddress] = []
-        for mode in options.modes {
+        for spec in options.modes {
             let services = self.services
-            let host = options.listenHost.isEmpty ? "0.0.0.0" : options.listenHost
+            let listenHost = spec.listenHost ?? options.listenHost
+            let host = listenHost.isEmpty ? "0.0.0.0" : listenHost
+            let port = spec.listenPort ?? options.listenPort ?? spec.mode.defaultPort
             let channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -51,28 +60,32 @@ public final class ProxyServer: Sendable {
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try PipelineSetup.configureNewClient(channel: channel, services: services, mode: mode)
+                        try PipelineSetup.configureNewClient(channel: channel, services: services, spec: spec)
                     }
                 }
-                .bind(host: host, port: options.listenPort)
+                .bind(host: host, port: port)
                 .get()
             listeners.withLock { $0.append(channel) }
             if let address = channel.localAddress {
                 addresses.append(address)
-                let shownHost = options.listenHost.isEmpty ? "*" : (address.ipAddress ?? host)
+                let shownHost = listenHost.isEmpty ? "*" : (address.ipAddress ?? host)
                 let shown = "\(shownHost.contains(":") ? "[\(shownHost)]" : shownHost):\(address.port ?? 0)"
-                services.logger.notice("\(Self.describe(mode)) listening at \(shown).")
+                services.logger.notice("\(spec.mode.listenerDescription) listening at \(shown).")
             }
         }
         await services.addons.running()
         return addresses
     }
 
-    /// How mitmdump names a listener at start-up.
-    static func describe(_ mode: ProxyMode) -> String {
-        switch mode {
-        case .regular: "HTTP(S) proxy"
-        case .reverse: "Reverse proxy to \(String(describing: mode).dropFirst("reverse:".count))"
+    /// The checker for `--proxyauth SPEC`, reading an htpasswd file now; errors name the spec.
+    static func makeAuthenticator(_ spec: String) throws -> ProxyAuthenticator {
+        do {
+            let parsed = try ProxyAuthSpec(parsing: spec)
+            return try ProxyAuthenticator(spec: parsed) { path in
+                try String(contentsOfFile: NSString(string: path).expandingTildeInPath, encoding: .utf8)
+            }
+        } catch {
+            throw ProxyServerError(message: "invalid proxyauth '\(spec)': \(error)")
         }
     }
 
@@ -101,4 +114,10 @@ public final class ProxyServer: Sendable {
             try? await group.shutdownGracefully()
         }
     }
+}
+
+/// The proxy could not be set up as configured.
+public struct ProxyServerError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }

@@ -14,6 +14,8 @@ final class ProxyServices: Sendable {
     let addons: AddonManager
     let certificates: CertificateStore
     let logger: Logger
+    /// Checks proxy credentials when `proxyauth` is set.
+    let authenticator: CachingAuthenticator?
     /// Flows in progress, so shutdown can let them finish.
     let openFlows = Atomic<Int>(0)
 
@@ -28,7 +30,14 @@ final class ProxyServices: Sendable {
         var alpn: String?
     }
 
-    init(options: ProxyOptions, addons: AddonManager, certificates: CertificateStore, logger: Logger) {
+    init(
+        options: ProxyOptions,
+        addons: AddonManager,
+        certificates: CertificateStore,
+        logger: Logger,
+        authenticator: ProxyAuthenticator? = nil
+    ) {
+        self.authenticator = authenticator.map(CachingAuthenticator.init)
         self.options = options
         self.addons = addons
         self.certificates = certificates
@@ -107,5 +116,28 @@ final class ProxyServices: Sendable {
         let context = try NIOSSLContext(configuration: configuration)
         clientContexts.withLockedValue { $0[alpn] = context }
         return context
+    }
+}
+
+/// A `ProxyAuthenticator` that remembers credentials it accepted: a bcrypt check costs a fifth of a
+/// second by design, and clients send the same header on every connection. Only successes are
+/// kept, so a wrong password is checked in full every time.
+final class CachingAuthenticator: Sendable {
+    private let authenticator: ProxyAuthenticator
+    private let accepted = Mutex<Set<String>>([])
+
+    init(_ authenticator: ProxyAuthenticator) {
+        self.authenticator = authenticator
+    }
+
+    func verify(username: String, password: String) -> Bool {
+        let key = username + "\u{0}" + password
+        if accepted.withLock({ $0.contains(key) }) { return true }
+        guard authenticator.verify(username: username, password: password) else { return false }
+        accepted.withLock { accepted in
+            if accepted.count > 1000 { accepted.removeAll() }
+            accepted.insert(key)
+        }
+        return true
     }
 }

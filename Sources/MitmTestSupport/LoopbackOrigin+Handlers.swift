@@ -140,10 +140,10 @@ final class OriginRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             }
         case .body(var buffer):
             body += buffer.readBytes(length: buffer.readableBytes) ?? []
-        case .end:
+        case .end(let trailers):
             guard let head else { return }
             self.head = nil
-            let request = RecordedRequest(
+            var request = RecordedRequest(
                 method: head.method.rawValue,
                 uri: head.uri,
                 httpVersion: isHTTP2 ? "HTTP/2.0" : "HTTP/\(head.version.major).\(head.version.minor)",
@@ -152,6 +152,7 @@ final class OriginRequestHandler: ChannelInboundHandler, RemovableChannelHandler
                 connectionID: connectionID,
                 isTLS: isTLS
             )
+            request.trailers = trailers?.map { ($0.name, $0.value) } ?? []
             body = []
             state.record(request)
             respond(to: request, keepAlive: isHTTP2 || head.isKeepAlive, version: head.version, context: context)
@@ -220,6 +221,17 @@ final class OriginRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             context.eventLoop.scheduleTask(in: .milliseconds(50)) {
                 loopBound.value.close(promise: nil)
             }
+        case "trailers":
+            // A body followed by trailer fields (chunked on HTTP/1.1; a trailing HEADERS frame on
+            // HTTP/2, as gRPC sends its status).
+            var headers: [(String, String)] = [("Content-Type", "text/plain"), ("Trailer", "x-checksum, grpc-status")]
+            if !isHTTP2 { headers.append(("Transfer-Encoding", "chunked")) }
+            sendHead(status: 200, headers: headers, context: context)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "body before trailers")))), promise: nil)
+            var trailers = HTTPHeaders()
+            trailers.add(name: "x-checksum", value: "1234")
+            trailers.add(name: "grpc-status", value: "0")
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         case "headers-case":
             sendHead(status: 200, headers: LoopbackOrigin.headersCaseFields.map { ($0.name, $0.value) }, context: context)
             if !isHead {

@@ -13,6 +13,8 @@ public struct RecordedRequest: Sendable, CustomStringConvertible {
     /// Which accepted connection (1, 2, …) it came on; two requests with the same id shared a connection.
     public var connectionID: Int
     public var isTLS: Bool
+    /// Trailer fields after a chunked (or HTTP/2) body, in order.
+    public var trailers: [(name: String, value: String)] = []
 
     /// The first value of `name`, compared case-insensitively.
     public func header(_ name: String) -> String? {

@@ -140,6 +140,10 @@ public final class RecordingAddon: Addon, Sendable {
     public func websocketEnd(_ flow: inout HTTPFlow, context: AddonContext) async throws {
         record(.websocketEnd, flow)
     }
+    public func tcpStart(_ flow: inout TCPFlow, context: AddonContext) async throws { record(.tcpStart) }
+    public func tcpMessage(_ flow: inout TCPFlow, context: AddonContext) async throws { record(.tcpMessage) }
+    public func tcpEnd(_ flow: inout TCPFlow, context: AddonContext) async throws { record(.tcpEnd) }
+    public func tcpError(_ flow: inout TCPFlow, context: AddonContext) async throws { record(.tcpError) }
     public func running(context: AddonContext) async throws { record(.running) }
     public func done(context: AddonContext) async throws { record(.done) }
 }

@@ -14,11 +14,32 @@ struct MitmDump: AsyncParsableCommand {
         abstract: "An interactive, TLS-capable intercepting HTTP proxy, printing what passes through it."
     )
 
-    @Option(name: [.short, .long], help: "Proxy mode: regular, reverse:URL. May be given more than once.")
+    @Option(
+        name: [.short, .long],
+        help: "Proxy mode: regular, transparent, socks5, upstream:URL, reverse:URL, each with an optional @[host:]port. May be given more than once."
+    )
     var mode: [String] = []
 
     @Option(name: .customShort("R"), help: ArgumentHelp("Reverse proxy to URL (classic form of --mode reverse:URL).", valueName: "url"))
     var reverse: String?
+
+    @Option(name: .customShort("U"), help: ArgumentHelp("Forward all requests to an upstream proxy (classic form of --mode upstream:URL).", valueName: "url"))
+    var upstream: String?
+
+    @Flag(name: .customShort("T"), help: "Transparent proxy mode (classic form of --mode transparent).")
+    var transparent = false
+
+    @Flag(name: .customLong("socks"), help: "SOCKS5 proxy mode (classic form of --mode socks5).")
+    var socks = false
+
+    @Option(name: .long, help: ArgumentHelp("Require proxy authentication: user:pass, @path-to-htpasswd, or any.", valueName: "spec"))
+    var proxyauth: String?
+
+    @Option(name: .long, help: ArgumentHelp("Proxy-Authorization credentials (user:pass) for the upstream proxy.", valueName: "user:pass"))
+    var upstreamAuth: String?
+
+    @Option(name: .long, help: ArgumentHelp("Stream bodies larger than SIZE instead of buffering them (classic --stream).", valueName: "size"))
+    var stream: String?
 
     @Option(name: [.long], help: "Address to bind the proxy to.")
     var listenHost: String?
@@ -132,21 +153,25 @@ struct MitmDump: AsyncParsableCommand {
         verbosity: inout Logger.Level,
         files: inout FileOptions
     ) throws {
-        var modes = try mode.map { spec in
-            do { return try ProxyMode(parsing: spec) } catch { throw OptionError.invalid("mode", spec, "\(error)") }
-        }
-        if let reverse {
-            let spec = "reverse:\(reverse)"
-            do { modes.append(try ProxyMode(parsing: spec)) } catch { throw OptionError.invalid("mode", spec, "\(error)") }
-        }
-        if modes.count > 1 {
-            throw OptionError.invalid(
-                "mode", modes.map(\.description).joined(separator: " "), "only one mode at a time is supported so far"
-            )
+        var specs = mode
+        if let reverse { specs.append("reverse:\(reverse)") }
+        if let upstream { specs.append("upstream:\(upstream)") }
+        if transparent { specs.append("transparent") }
+        if socks { specs.append("socks5") }
+        let modes = try specs.map { spec in
+            do { return try ProxyModeSpec(parsing: spec) } catch { throw OptionError.invalid("mode", spec, "\(error)") }
         }
         if !modes.isEmpty { options.modes = modes }
         if let listenHost { options.listenHost = listenHost }
         if let port { options.listenPort = port }
+        if let proxyauth { options.proxyauth = proxyauth }
+        if let upstreamAuth { options.upstreamAuth = upstreamAuth }
+        if let stream {
+            guard let size = parseSize(stream) else {
+                throw OptionError.invalid("stream_large_bodies", stream, "expected a size such as 1024, 10k, 5m or 1g")
+            }
+            options.streamLargeBodies = size
+        }
         if sslInsecure { options.sslInsecure = true }
         options.certs += certs
         if let upstreamCert { options.upstreamCert = upstreamCert }
@@ -177,8 +202,30 @@ struct MitmDump: AsyncParsableCommand {
         guard (0...4).contains(dumper.flowDetail) else {
             throw OptionError.invalid("flow_detail", String(dumper.flowDetail), "expected 0 to 4")
         }
-        guard (0...65535).contains(options.listenPort) else {
-            throw OptionError.invalid("listen_port", String(options.listenPort), "expected a port number from 0 to 65535")
+        if let port = options.listenPort, !(0...65535).contains(port) {
+            throw OptionError.invalid("listen_port", String(port), "expected a port number from 0 to 65535")
+        }
+        try Self.checkListeners(options)
+    }
+
+    /// Two listeners on one address cannot both bind: say so before trying, naming the modes.
+    static func checkListeners(_ options: ProxyOptions) throws {
+        var seen: [String: ProxyModeSpec] = [:]
+        for spec in options.modes {
+            let host = spec.listenHost ?? options.listenHost
+            let port = spec.listenPort ?? options.listenPort ?? spec.mode.defaultPort
+            guard port != 0 else { continue }
+            let key = "\(host):\(port)"
+            if let other = seen[key] {
+                throw OptionError.invalid(
+                    "mode", "\(other.spec) \(spec.spec)",
+                    "both listen on port \(port); give one of them another port, as in \(spec.spec)@\(port + 1)"
+                )
+            }
+            seen[key] = spec
+        }
+        if options.proxyauth != nil, options.modes.contains(where: { $0.mode == .transparent }) {
+            throw OptionError.invalid("proxyauth", options.proxyauth ?? "", "proxy authentication is not supported in transparent mode")
         }
     }
 }

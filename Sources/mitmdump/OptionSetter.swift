@@ -57,7 +57,9 @@ enum OptionSetter {
         case "listen_host": options.listenHost = value
         case "listen_port": options.listenPort = try int(0...65535)
         case "mode":
-            do { options.modes = [try ProxyMode(parsing: value)] } catch { throw OptionError.invalid(name, value, error.description) }
+            do { options.modes = [try ProxyModeSpec(parsing: value)] } catch { throw OptionError.invalid(name, value, "\(error)") }
+        case "proxyauth": options.proxyauth = value.isEmpty ? nil : value
+        case "upstream_auth": options.upstreamAuth = value.isEmpty ? nil : value
         case "confdir": options.confdir = value
         case "upstream_cert": options.upstreamCert = try bool()
         case "ssl_insecure": options.sslInsecure = try bool()

@@ -274,23 +274,22 @@ struct ProxyModeTests {
     @Test(
         "bad specs are refused with a readable reason",
         arguments: [
-            ("bogus", "unknown mode 'bogus'; expected regular or reverse:URL"),
-            ("", "unknown mode ''; expected regular or reverse:URL"),
-            ("Regular", "unknown mode 'Regular'; expected regular or reverse:URL"),
+            ("bogus", "unknown mode 'bogus'; expected regular, transparent, socks5, upstream:URL or reverse:URL"),
+            ("", "unknown mode ''; expected regular, transparent, socks5, upstream:URL or reverse:URL"),
             ("regular:x", "regular mode takes no argument"),
+            ("socks5:x", "socks5 mode takes no argument"),
             ("reverse", "reverse mode needs a server URL, as in reverse:https://example.com"),
             ("reverse:", "reverse mode needs a server URL, as in reverse:https://example.com"),
             ("reverse:http://h:99999", "invalid host or port in 'h:99999'"),
             ("reverse:http://h:abc", "invalid host or port in 'h:abc'"),
             ("reverse:http://h:", "invalid host or port in 'h:'"),
             ("reverse:http://", "invalid host or port in ''"),
-            ("reverse:http://h/path", "a reverse proxy URL takes no path"),
+            ("reverse:http://h/path", "a proxy or server URL takes no path"),
             ("reverse:ftp://h", "unsupported scheme 'ftp' (expected http or https)"),
             ("reverse:tcp://h:22", "unsupported scheme 'tcp' (expected http or https)"),
-            ("upstream:http://proxy:8080", "upstream mode is not supported yet"),
-            ("socks5", "socks5 mode is not supported yet"),
-            ("transparent", "transparent mode is not supported yet"),
-            ("wireguard", "wireguard mode is not supported yet"),
+            ("upstream", "upstream mode needs a proxy URL, as in upstream:http://proxy.example:8080"),
+            ("upstream:ftp://p", "unsupported scheme 'ftp' (expected http, https or socks5)"),
+            ("wireguard", "wireguard mode is not supported"),
         ]
     )
     func badSpecs(spec: String, reason: String) {
@@ -300,6 +299,42 @@ struct ProxyModeTests {
         #expect(error?.spec == spec)
         #expect(error?.reason == reason)
         #expect(error?.description == "invalid proxy mode '\(spec)': \(reason)")
+    }
+
+    @Test("the other modes; names are case-insensitive as in mitmproxy")
+    func otherModes() throws {
+        #expect(try ProxyMode(parsing: "Regular") == .regular)
+        #expect(try ProxyMode(parsing: "transparent") == .transparent)
+        #expect(try ProxyMode(parsing: "SOCKS5") == .socks5)
+        #expect(try ProxyMode(parsing: "upstream:http://proxy:3128") == .upstream(.init(scheme: .http, address: Address(host: "proxy", port: 3128))))
+        #expect(try ProxyMode(parsing: "upstream:proxy") == .upstream(.init(scheme: .http, address: Address(host: "proxy", port: 80))))
+        #expect(try ProxyMode(parsing: "upstream:https://proxy") == .upstream(.init(scheme: .https, address: Address(host: "proxy", port: 443))))
+        #expect(try ProxyMode(parsing: "upstream:socks5://127.0.0.1") == .upstream(.init(scheme: .socks5, address: Address(host: "127.0.0.1", port: 1080))))
+        #expect(ProxyMode.socks5.defaultPort == 1080)
+        #expect(ProxyMode.regular.defaultPort == 8080)
+    }
+
+    @Test("listen addresses after @, as mitmproxy 11 parses them")
+    func listenAddresses() throws {
+        let plain = try ProxyModeSpec(parsing: "regular")
+        #expect(plain.mode == .regular && plain.listenHost == nil && plain.listenPort == nil)
+        let port = try ProxyModeSpec(parsing: "socks5@1234")
+        #expect(port.mode == .socks5 && port.listenPort == 1234 && port.listenHost == nil)
+        let both = try ProxyModeSpec(parsing: "reverse:https://example.com@127.0.0.1:8443")
+        #expect(both.mode == .reverse(.init(scheme: "https", address: Address(host: "example.com", port: 443))))
+        #expect(both.listenHost == "127.0.0.1" && both.listenPort == 8443)
+        #expect(both.spec == "reverse:https://example.com@127.0.0.1:8443")
+        let upstream = try ProxyModeSpec(parsing: "upstream:http://proxy:3128@9000")
+        #expect(upstream.mode == .upstream(.init(scheme: .http, address: Address(host: "proxy", port: 3128))))
+        #expect(upstream.listenPort == 9000)
+        let v6 = try ProxyModeSpec(parsing: "regular@[::1]:8081")
+        #expect(v6.listenHost == "::1" && v6.listenPort == 8081)
+        #expect(ProxyModeSpec(.regular, listenPort: 8081).spec == "regular@8081")
+        for bad in ["regular@", "regular@x", "regular@70000", "socks5@1:2:x"] {
+            #expect(throws: ProxyModeError.self, "\(bad)") { try ProxyModeSpec(parsing: bad) }
+        }
+        let error = #expect(throws: ProxyModeError.self) { try ProxyModeSpec(parsing: "bogus@8080") }
+        #expect(error?.spec == "bogus@8080")
     }
 }
 

@@ -174,7 +174,7 @@ struct EdgeCaseTests {
         try await withLoopbackOrigin(.tlsH2) { origin in
             let mode = try ProxyMode(parsing: "reverse:https://127.0.0.1:\(origin.port)")
             try await withProxy(configure: {
-                $0.modes = [mode]
+                $0.modes = [ProxyModeSpec(mode)]
                 $0.sslInsecure = true
             }) { proxy in
                 let t = try await Curl.transfer(["--http2", "--cacert", proxy.caCertificatePath, "https://localhost:\(proxy.port)/echo"])

@@ -38,6 +38,39 @@ struct MitmDumpCLITests {
         #expect(result.errorOutput.contains("unsupported scheme 'ftp'"), "\(result)")
     }
 
+    @Test("several --mode values start one listener each, @port choosing the port; classic -U/--socks/-T parse")
+    func severalModes() async throws {
+        let confdir = try temporaryDirectory()
+        let dump = try RunningMitmDump.start([
+            "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0", "--mode", "regular", "--socks",
+            "--mode", "upstream:http://127.0.0.1:9@0",
+        ])
+        defer { dump.kill() }
+        _ = try await dump.waitForOutput(containing: "HTTP(S) proxy listening at 127.0.0.1:")
+        _ = try await dump.waitForOutput(containing: "SOCKS v5 proxy listening at 127.0.0.1:")
+        _ = try await dump.waitForOutput(containing: "HTTP(S) proxy (upstream mode) listening at 127.0.0.1:")
+        dump.interrupt()
+        #expect(try await dump.waitForExit(timeout: 10) == 0)
+    }
+
+    @Test("two modes on one port are refused before binding, naming both")
+    func clashingModes() async throws {
+        let result = try await CommandRunner.run(Self.binary.path, ["--mode", "regular", "--mode", "socks5@8080"], timeout: 10)
+        #expect(result.exitCode != 0)
+        #expect(result.errorOutput.contains("regular socks5@8080"), "\(result)")
+        #expect(result.errorOutput.contains("both listen on port 8080"), "\(result)")
+    }
+
+    @Test("--proxyauth with a missing htpasswd file fails at start naming it")
+    func badProxyAuth() async throws {
+        let confdir = try temporaryDirectory()
+        let result = try await CommandRunner.run(
+            Self.binary.path, ["--set", "confdir=\(confdir)", "-p", "0", "--proxyauth", "@/nonexistent/htpasswd"], timeout: 20
+        )
+        #expect(result.exitCode != 0)
+        #expect((result.output + result.errorOutput).contains("invalid proxyauth '@/nonexistent/htpasswd'"), "\(result)")
+    }
+
     @Test("an unreadable --certs file fails at start with its path")
     func badCertificateFile() async throws {
         let confdir = try temporaryDirectory()

@@ -14,7 +14,7 @@ struct ReverseModeTests {
     func plainAndTLSClientsOnOnePort() async throws {
         try await withLoopbackOrigin(.plain) { origin in
             let mode = try reverse(to: origin)
-            try await withProxy(configure: { $0.modes = [mode] }) { proxy in
+            try await withProxy(configure: { $0.modes = [ProxyModeSpec(mode)] }) { proxy in
                 let plain = try await Curl.transfer(["http://127.0.0.1:\(proxy.port)/echo?via=plain"])
                 #expect(plain.statusCode == 200, "\(plain)")
                 #expect(plain.echo?.uri == "/echo?via=plain")
@@ -36,7 +36,7 @@ struct ReverseModeTests {
     func h2ClientToH1Origin() async throws {
         try await withLoopbackOrigin(.plain) { origin in
             let mode = try reverse(to: origin)
-            try await withProxy(configure: { $0.modes = [mode] }) { proxy in
+            try await withProxy(configure: { $0.modes = [ProxyModeSpec(mode)] }) { proxy in
                 let get = try await Curl.transfer(["--http2", "--cacert", proxy.caCertificatePath, "https://localhost:\(proxy.port)/echo"])
                 #expect(get.statusCode == 200, "\(get)")
                 #expect(get.httpVersion == "2", "the client offered h2 and should get it: \(get)")
@@ -62,7 +62,7 @@ struct ReverseModeTests {
         try await withLoopbackOrigin(.tlsH2) { origin in
             let mode = try reverse(to: origin)
             try await withProxy(configure: {
-                $0.modes = [mode]
+                $0.modes = [ProxyModeSpec(mode)]
                 $0.sslInsecure = true
             }) { proxy in
                 let t = try await Curl.transfer(["--http1.1", "--data-binary", "abc", "http://127.0.0.1:\(proxy.port)/echo"])
@@ -81,7 +81,7 @@ struct ReverseModeTests {
         try await withLoopbackOrigin(.plain) { origin in
             let mode = try reverse(to: origin)
             try await withProxy(configure: {
-                $0.modes = [mode]
+                $0.modes = [ProxyModeSpec(mode)]
                 $0.keepHostHeader = keep
             }) { proxy in
                 let t = try await Curl.transfer(["-H", "Host: example.test", "http://127.0.0.1:\(proxy.port)/echo"])

@@ -107,7 +107,7 @@ import X509
         try PipelineSetup.configureNewClient(
             channel: server,
             services: harness.services,
-            mode: try ProxyMode(parsing: "reverse:http://127.0.0.1:9")
+            spec: try ProxyModeSpec(parsing: "reverse:http://127.0.0.1:9")
         )
         try activate(server)
 
@@ -218,7 +218,7 @@ import X509
         try PipelineSetup.configureNewClient(
             channel: server,
             services: harness.services,
-            mode: try ProxyMode(parsing: "reverse:http://127.0.0.1:9")
+            spec: try ProxyModeSpec(parsing: "reverse:http://127.0.0.1:9")
         )
         try activate(server)
         // A complete handshake record holding a ClientHello of four bytes: far too short to be one.

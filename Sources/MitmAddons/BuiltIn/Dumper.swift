@@ -545,34 +545,7 @@ public enum HumanFormat {
         if scope.isEmpty, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF {
             return "\(bytes[12]).\(bytes[13]).\(bytes[14]).\(bytes[15]):\(port)"
         }
-        return "[\(compressedIPv6(bytes))\(scope)]:\(port)"
-    }
-
-    /// RFC 5952 text of 16 address bytes: lowercase hex, the first longest run of two or more zero
-    /// groups as `::` (Python's `ipaddress` does the same).
-    static func compressedIPv6(_ bytes: [UInt8]) -> String {
-        let groups = (0..<8).map { Int(bytes[2 * $0]) << 8 | Int(bytes[2 * $0 + 1]) }
-        var bestStart = -1
-        var bestLength = 0
-        var index = 0
-        while index < 8 {
-            guard groups[index] == 0 else {
-                index += 1
-                continue
-            }
-            var end = index
-            while end < 8, groups[end] == 0 { end += 1 }
-            if end - index > bestLength {
-                bestStart = index
-                bestLength = end - index
-            }
-            index = end
-        }
-        let hex = groups.map { String($0, radix: 16) }
-        guard bestLength > 1 else { return hex.joined(separator: ":") }
-        let head = hex[0..<bestStart].joined(separator: ":")
-        let tail = hex[(bestStart + bestLength)...].joined(separator: ":")
-        return "\(head)::\(tail)"
+        return "[\(IPv6Text.compressed(bytes))\(scope)]:\(port)"
     }
 }
 

@@ -5,10 +5,15 @@ import Foundation
 public struct ProxyOptions: Sendable, Hashable {
     /// `listen_host`: the address to bind; empty means every interface.
     public var listenHost: String = ""
-    /// `listen_port`.
-    public var listenPort: Int = 8080
-    /// `mode`: one listener serves each.
-    public var modes: [ProxyMode] = [.regular]
+    /// `listen_port`: `nil` means each mode's default (8080; 1080 for SOCKS5), as in mitmproxy.
+    public var listenPort: Int? = nil
+    /// `mode`: one listener serves each (`--mode` is repeatable; `@port` picks a listener's port).
+    public var modes: [ProxyModeSpec] = [ProxyModeSpec(.regular)]
+    /// `upstream_auth`: `user:pass` sent as Proxy-Authorization to the upstream proxy (or as the
+    /// SOCKS5 username and password).
+    public var upstreamAuth: String? = nil
+    /// `proxyauth`: require proxy authentication — `user:pass`, `@htpasswd-path` or `any`.
+    public var proxyauth: String? = nil
     /// `confdir`: where the CA lives.
     public var confdir: String = "~/.mitmproxy"
     /// `upstream_cert`: connect to the server first and copy its certificate's names into ours.

@@ -126,11 +126,30 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             run(stream!.fail(error.message, status: 400))
             return
         }
-        if request.method == "CONNECT", case .regular = connection.mode, connection.tunnelTarget == nil, !isHTTP2 {
-            pendingConnect = request
+        var flow = HTTPFlow(request: request, clientConnection: connection.client)
+        if let authenticator = services.authenticator, !connection.isAuthenticated {
+            // mitmproxy's proxyauth: a client connection that presented valid credentials once is
+            // trusted for its lifetime; the credentials never reach the server.
+            let scheme = ProxyAuthHeaders.Scheme.forMode(actsAsProxy: connection.mode.acceptsCONNECT)
+            if let value = request.headers[scheme.requestHeader],
+                let credentials = ProxyAuthHeaders.parseBasic(value),
+                authenticator.verify(username: credentials.username, password: credentials.password)
+            {
+                connection.isAuthenticated = true
+                flow.request.headers.remove(scheme.requestHeader)
+                flow.metadata["proxyauth"] = credentials.username
+            } else {
+                // Answered like an addon's response, so the flow is shown and saved as mitmproxy does.
+                flow.response = HTTPResponse.makeAuthenticationRequired(scheme)
+                stream = HTTPStreamStateMachine(flow: flow, limits: limits)
+                run(stream!.start())
+                return
+            }
+        }
+        if request.method == "CONNECT", connection.mode.acceptsCONNECT, connection.tunnelTarget == nil, !isHTTP2 {
+            pendingConnect = flow.request
             return
         }
-        let flow = HTTPFlow(request: request, clientConnection: connection.client)
         stream = HTTPStreamStateMachine(flow: flow, limits: limits)
         run(stream!.start())
     }
@@ -265,7 +284,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     ) {
         upstream = (server, handler)
         stream!.attachServerConnection(server.server)
-        let head = Self.serverRequestHead(request, bodyLength: bodyLength, toHTTP2: server.isHTTP2)
+        var head = Self.serverRequestHead(request, bodyLength: bodyLength, toHTTP2: server.isHTTP2)
+        if server.usesAbsoluteForm {
+            // An HTTP upstream proxy takes the whole URL, and our credentials for it.
+            head.uri = request.url
+            if let authorization = services.options.upstreamProxyAuthorization {
+                head.headers.replaceOrAdd(name: "proxy-authorization", value: authorization)
+            }
+        }
         handler.begin(head, delegate: self)
         for part in parts {
             handler.send(part, flush: false)
@@ -290,6 +316,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     static func serverRequestHead(_ request: HTTPRequest, bodyLength: Int?, toHTTP2: Bool) -> HTTPRequestHead {
         var headers = request.headers.storage
         let version: HTTPVersion = request.httpVersion == "HTTP/1.0" && !toHTTP2 ? .http1_0 : .http1_1
+        declineH2CUpgrade(&headers)
         if toHTTP2 {
             if !headers.contains(name: "host") {
                 headers.add(name: "host", value: request.hostHeaderValue)
@@ -302,6 +329,27 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let uri = request.method == "CONNECT" ? request.authority : request.path
         return HTTPRequestHead(version: version, method: HTTPMethod(rawValue: request.method), uri: uri, headers: headers)
+    }
+
+    /// A client's `Upgrade: h2c` is declined: the exchange stays HTTP/1.1 (RFC 7540 §3.2 lets a
+    /// server ignore the offer). Passing it on would let the server switch protocols under a
+    /// proxy that still parses HTTP/1; cleartext HTTP/2 is served with prior knowledge instead.
+    static func declineH2CUpgrade(_ headers: inout HTTPHeaders) {
+        guard headers.hasToken("h2c", in: "upgrade") else { return }
+        let others = headers["upgrade"].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { $0.lowercased() != "h2c" }
+        headers.remove(name: "upgrade")
+        headers.remove(name: "http2-settings")
+        if !others.isEmpty { headers.add(name: "upgrade", value: others.joined(separator: ", ")) }
+        let connection = headers["connection"].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { token in
+                let lower = token.lowercased()
+                return lower != "http2-settings" && (lower != "upgrade" || !others.isEmpty)
+            }
+        headers.remove(name: "connection")
+        if !connection.isEmpty { headers.add(name: "connection", value: connection.joined(separator: ", ")) }
     }
 
     /// Makes Content-Length / Transfer-Encoding agree with the body we are about to send: the exact
@@ -630,6 +678,13 @@ extension HTTPProxyHandler: UpstreamExchangeDelegate {
 }
 
 extension HTTPResponse {
+    /// 407 (or 401 in reverse mode) with the Basic challenge, as mitmproxy's proxyauth answers.
+    static func makeAuthenticationRequired(_ scheme: ProxyAuthHeaders.Scheme) -> HTTPResponse {
+        var response = makeError(scheme.status, message: "Proxy Authentication Required")
+        response.headers[scheme.challengeHeader] = ProxyAuthHeaders.challenge
+        return response
+    }
+
     /// The response the proxy itself sends when a flow fails: a small HTML page with the reason.
     static func makeError(_ status: Int, message: String) -> HTTPResponse {
         let reason = HTTPResponseStatus(statusCode: status).reasonPhrase

@@ -97,7 +97,7 @@ enum TLSInterceptor {
         if case .reverse(let reverse) = connection.mode, !reverse.usesTLS {
             return eventLoop.makeSucceededFuture(nil)
         }
-        let key = ServerKey(address: target, usesTLS: true, sni: hello.serverName ?? target.host)
+        let key = ServerKey(address: target, usesTLS: true, sni: hello.serverName ?? target.host, via: connection.upstreamProxy)
         let offers = connection.upstreamALPNOffers(clientOffers: hello.alpnProtocols)
         return connection.connect(key: key, alpnOffers: offers)
             .map { server -> UpstreamConnection? in

@@ -21,10 +21,11 @@ enum ServerConnector {
         alpnOffers: [String],
         client: ClientConnection,
         services: ProxyServices,
-        eventLoop: any EventLoop
+        eventLoop: any EventLoop,
+        preconnected: (channel: any Channel, opened: Double, connected: Double)? = nil
     ) -> EventLoopFuture<UpstreamConnection> {
         var initial = ServerConnection(address: key.address, usesTLS: key.usesTLS, sni: key.sni, alpnOffers: alpnOffers)
-        initial.timestampStart = now()
+        initial.timestampStart = preconnected?.opened ?? now()
         let connectData = ServerConnectionHookData(client: client, server: initial)
         let opening = initial
         services.notify { addons in
@@ -33,15 +34,16 @@ enum ServerConnector {
         }
         let options = services.options
         let address = key.address
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(.milliseconds(Int64(options.connectTimeout * 1000)))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-        // An IP literal needs no resolver (which would cost a thread hop per connection).
+        // Through an HTTP upstream proxy, plain HTTP goes to the proxy itself in absolute form;
+        // everything else is tunnelled to the server (CONNECT, or SOCKS5).
+        let absoluteForm = key.via.map { $0.scheme != .socks5 && !key.usesTLS } ?? false
         let connecting: EventLoopFuture<any Channel>
-        if let ip = try? SocketAddress(ipAddress: address.host, port: address.port) {
-            connecting = bootstrap.connect(to: ip)
+        if let preconnected {
+            connecting = eventLoop.makeSucceededFuture(preconnected.channel)
+        } else if absoluteForm, let via = key.via {
+            connecting = openToProxy(via, services: services, eventLoop: eventLoop)
         } else {
-            connecting = bootstrap.connect(host: address.host, port: address.port)
+            connecting = openTunnel(to: address, via: key.via, services: services, eventLoop: eventLoop)
         }
         return connecting
             .flatMapErrorThrowing { error in
@@ -49,7 +51,7 @@ enum ServerConnector {
             }
             .flatMap { channel -> EventLoopFuture<UpstreamConnection> in
                 var server = opening
-                server.timestampTCPSetup = now()
+                server.timestampTCPSetup = preconnected?.connected ?? now()
                 server.peername = channel.remoteAddress.flatMap(Address.init)
                 server.sockname = channel.localAddress.flatMap(Address.init)
                 let ready: EventLoopFuture<String?>
@@ -87,13 +89,81 @@ enum ServerConnector {
                         services.notify { await $0.tls(.tlsEstablishedServer, data) }
                     }
                     let kind = try configureHTTP(on: channel, http2: alpn == "h2", options: options)
-                    return UpstreamConnection(key: key, channel: channel, kind: kind, server: server)
+                    let connection = UpstreamConnection(key: key, channel: channel, kind: kind, server: server)
+                    connection.usesAbsoluteForm = absoluteForm
+                    return connection
                 }
                 .flatMapErrorThrowing { error in
                     channel.close(promise: nil)
                     throw error
                 }
             }
+    }
+
+    /// A connection that leads to `target`: straight there, or through `via` (a CONNECT tunnel
+    /// through an HTTP(S) proxy, or a SOCKS5 tunnel), with the handshakes done and gone.
+    static func openTunnel(
+        to target: Address,
+        via: ProxyMode.UpstreamProxy?,
+        services: ProxyServices,
+        eventLoop: any EventLoop
+    ) -> EventLoopFuture<any Channel> {
+        guard let via else { return openTCP(to: target, options: services.options, eventLoop: eventLoop) }
+        let options = services.options
+        return openToProxy(via, services: services, eventLoop: eventLoop).flatMap { channel in
+            let promise = eventLoop.makePromise(of: Void.self)
+            do {
+                let handler: any ChannelHandler =
+                    via.scheme == .socks5
+                    ? SOCKS5TunnelHandler(target: target, proxy: via.address, credentials: options.upstreamCredentials, promise: promise)
+                    : HTTPConnectTunnelHandler(
+                        target: target, proxy: via.address, authorization: options.upstreamProxyAuthorization, promise: promise
+                    )
+                try channel.pipeline.syncOperations.addHandler(handler)
+            } catch {
+                promise.fail(error)
+            }
+            return promise.futureResult.map { channel }.flatMapErrorThrowing { error in
+                channel.close(promise: nil)
+                throw error
+            }
+        }
+    }
+
+    /// A connection to the upstream proxy itself, with TLS for an `https://` proxy.
+    static func openToProxy(_ via: ProxyMode.UpstreamProxy, services: ProxyServices, eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        let opening = openTCP(to: via.address, options: services.options, eventLoop: eventLoop).flatMapErrorThrowing { error in
+            throw Failure(description: "Error connecting to upstream proxy \(via.address): \(describe(error))")
+        }
+        guard via.scheme == .https else { return opening }
+        return opening.flatMap { channel in
+            let promise = eventLoop.makePromise(of: String?.self)
+            do {
+                let context = try services.clientContext(alpn: ["http/1.1"])
+                let sni = isIPAddress(via.address.host) ? nil : via.address.host
+                try channel.pipeline.syncOperations.addHandlers([
+                    try NIOSSLClientHandler(context: context, serverHostname: sni), TLSHandshakeWaiter(promise: promise),
+                ])
+            } catch {
+                promise.fail(error)
+            }
+            return promise.futureResult.map { _ in channel }.flatMapErrorThrowing { error in
+                channel.close(promise: nil)
+                throw Failure(description: "TLS handshake failed with upstream proxy \(via.address): \(describe(tlsError: error))")
+            }
+        }
+    }
+
+    /// A plain TCP connection to `address` on `eventLoop`, with the proxy's connect timeout.
+    static func openTCP(to address: Address, options: ProxyOptions, eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(.milliseconds(Int64(options.connectTimeout * 1000)))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        // An IP literal needs no resolver (which would cost a thread hop per connection).
+        if let ip = try? SocketAddress(ipAddress: address.host, port: address.port) {
+            return bootstrap.connect(to: ip)
+        }
+        return bootstrap.connect(host: address.host, port: address.port)
     }
 
     private static func startTLS(

@@ -8,6 +8,8 @@ struct ServerKey: Hashable {
     var address: Address
     var usesTLS: Bool
     var sni: String?
+    /// The upstream proxy the connection goes through (upstream mode).
+    var via: ProxyMode.UpstreamProxy? = nil
 }
 
 /// One connection to a server, HTTP/1 or HTTP/2. Confined to its event loop (the client
@@ -24,6 +26,8 @@ final class UpstreamConnection: @unchecked Sendable {
     let channel: any Channel
     let kind: Kind
     var server: ServerConnection
+    /// Requests go to an HTTP upstream proxy, so their target is the absolute URL.
+    var usesAbsoluteForm = false
 
     init(key: ServerKey, channel: any Channel, kind: Kind, server: ServerConnection) {
         self.key = key

@@ -1,0 +1,89 @@
+import Foundation
+import MitmTestSupport
+import Testing
+
+/// Transparent mode against a real kernel: mitmdump runs in a network namespace behind an iptables
+/// `REDIRECT` rule (`NetworkLab`), the origins sit on the redirected address, and curl in a second
+/// namespace connects to the origins, not to the proxy. Where the machine can't build namespaces
+/// (not root, no iptables), the tests are cancelled with the reason.
+@Suite("Transparent mode", .serialized, .timeLimit(.minutes(2)))
+struct TransparentModeTests {
+    @Test("HTTP and HTTPS connections redirected by iptables are proxied to their original destination; a direct one is refused")
+    func redirectedConnections() async throws {
+        if let reason = NetworkLab.unavailableReason {
+            try Test.cancel("skipped: \(reason)")
+        }
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
+        let lab = try NetworkLab.make(proxyPort: 8080)
+        defer { lab.teardown() }
+        var processes: [Process] = []
+        defer { for process in processes where process.isRunning { process.terminate() } }
+
+        // Origins on the address the client thinks it talks to: plain HTTP on 80, TLS on 443.
+        _ = try scratch.write("hello.txt", Data("hello through the wall\n".utf8))
+        let certificate = scratch.file("origin.pem")
+        let key = scratch.file("origin-key.pem")
+        let made = lab.run(in: .router, [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", "/CN=example.test", "-addext", "subjectAltName=DNS:example.test", "-days", "1",
+            "-keyout", key, "-out", certificate,
+        ])
+        try #require(made.succeeded, "\(made)")
+        let server = """
+            import http.server, ssl, sys, os, functools
+            os.chdir(sys.argv[1])
+            handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+            httpd = http.server.ThreadingHTTPServer((sys.argv[2], int(sys.argv[3])), handler)
+            if len(sys.argv) > 4:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(sys.argv[4], sys.argv[5])
+                httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+            httpd.serve_forever()
+            """
+        let script = try scratch.write("origin.py", Data(server.utf8))
+        let originLog = try FileHandle(forWritingTo: URL(fileURLWithPath: try scratch.write("origin.log", Data())))
+        processes.append(try lab.spawn(in: .router, ["python3", script, scratch.path, NetworkLab.originIPv4, "80"], stdout: originLog, stderr: originLog))
+        processes.append(
+            try lab.spawn(in: .router, ["python3", script, scratch.path, NetworkLab.originIPv4, "443", certificate, key], stdout: originLog, stderr: originLog)
+        )
+
+        // The proxy, behind the REDIRECT rule.
+        let confdir = try ProxyHarness.makeConfdir()
+        defer { try? FileManager.default.removeItem(atPath: confdir) }
+        let outputPath = try scratch.write("mitmdump.out", Data())
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        processes.append(
+            try lab.spawn(
+                in: .router,
+                [MitmDumpCLITests.binary.path, "--mode", "transparent", "-p", "8080", "--set", "confdir=\(confdir)", "-k"],
+                stdout: output,
+                stderr: output
+            )
+        )
+        try #require(lab.waitUntilListening(in: .router, port: 8080), "mitmdump did not start")
+        try #require(lab.waitUntilListening(in: .router, port: 80) && lab.waitUntilListening(in: .router, port: 443), "origins did not start")
+        func dump() -> String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+        let http = lab.run(in: .client, ["curl", "-sS", "--max-time", "10", "http://\(NetworkLab.originIPv4)/hello.txt"])
+        #expect(http.succeeded, "\(http)\n\(dump())")
+        #expect(http.stdout == "hello through the wall\n", "\(http)")
+
+        let https = lab.run(in: .client, [
+            "curl", "-sS", "--max-time", "10", "--cacert", confdir + "/mitmproxy-ca-cert.pem",
+            "--resolve", "example.test:443:\(NetworkLab.originIPv4)", "https://example.test/hello.txt",
+        ])
+        #expect(https.succeeded, "the client trusted our CA's leaf for the SNI: \(https)\n\(dump())")
+        #expect(https.stdout == "hello through the wall\n", "\(https)")
+
+        let direct = lab.run(in: .client, ["curl", "-sS", "--max-time", "5", "http://\(NetworkLab.routerIPv4):8080/"])
+        #expect(!direct.succeeded, "a connection that was not redirected has no destination: \(direct)")
+
+        try await Task.sleep(for: .milliseconds(300))
+        let shown = dump()
+        #expect(shown.contains("GET http://\(NetworkLab.originIPv4)/hello.txt"), "\(shown)")
+        #expect(shown.contains("GET https://\(NetworkLab.originIPv4)/hello.txt"), "the original destination, as mitmproxy shows it: \(shown)")
+        #expect(shown.contains("Transparent mode failure"), "\(shown)")
+        #expect(shown.contains("Transparent proxy listening at"), "\(shown)")
+    }
+}
