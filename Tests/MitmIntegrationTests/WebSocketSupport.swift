@@ -12,10 +12,10 @@ enum PythonWebSocketClient {
         import json, sys, websocket
         port, url, ca, plan = int(sys.argv[1]), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
         # Offer compression, which the proxy must strip (it relays frames without permessage-deflate).
+        proxy = dict(http_proxy_host="127.0.0.1", http_proxy_port=port, proxy_type="http") if port else {}
         ws = websocket.create_connection(
-            url, http_proxy_host="127.0.0.1", http_proxy_port=port, proxy_type="http",
-            sslopt={"ca_certs": ca}, timeout=10,
-            header=["Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"])
+            url, sslopt={"ca_certs": ca}, timeout=10,
+            header=["Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"], **proxy)
         out = []
         for step in plan:
             kind = step[0]
@@ -67,7 +67,8 @@ enum PythonWebSocketClient {
         }
     }
 
-    /// Runs `plan` against `url` through the proxy on `port`; returns what the client received.
+    /// Runs `plan` against `url` through the proxy on `port` (0: straight to `url`, as a client of a
+    /// reverse proxy); returns what the client received.
     static func run(port: Int, url: String, ca: String, plan: [[Any]]) async throws -> [Received] {
         let planJSON = String(decoding: try JSONSerialization.data(withJSONObject: plan), as: UTF8.self)
         let result = try await CommandRunner.run("python3", ["-c", script, String(port), url, ca, planJSON], timeout: 30)
