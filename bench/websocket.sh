@@ -81,7 +81,9 @@ ref=""
 
 ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }' || echo "n/a"; }
 echo
-echo "WebSocket echo round trips ($WS_SIZE-byte text messages, one connection; $WS_COUNT direct and ours, ${REF_BIN:+$WS_REF_COUNT through mitmdump 11})"
+counts="$WS_COUNT direct and ours"
+[[ -n $REF_BIN ]] && counts+=", $WS_REF_COUNT through mitmdump 11"
+echo "WebSocket echo round trips ($WS_SIZE-byte text messages, one connection; $counts)"
 printf '%-26s %-5s %10s %10s %10s %13s %15s\n' "row" "unit" "direct" "ours" "ours/dir" "mitmdump 11" "ours/mitmdump 11"
 printf '%-26s %-5s %10s %10s %10s %13s %15s\n' "WebSocket echo" "msg/s" "${direct:-n/a}" "${ours:-n/a}" \
     "$(ratio "$ours" "$direct")" "${ref:-n/a}" "$(ratio "$ours" "$ref")"
