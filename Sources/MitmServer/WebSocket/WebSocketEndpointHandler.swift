@@ -134,8 +134,9 @@ final class WebSocketEndpointHandler: ChannelDuplexHandler, RemovableChannelHand
 }
 
 extension WebSocketOpcode {
-    /// Opcodes are four bits; the state machine hands out only valid ones.
-    init(_ raw: UInt8) {
+    /// Opcodes are four bits; the state machine hands out only valid ones. File-private: NIO's type,
+    /// our convenience.
+    fileprivate init(_ raw: UInt8) {
         self = WebSocketOpcode(encodedWebSocketOpcode: raw & 0x0F) ?? .binary
     }
 }
