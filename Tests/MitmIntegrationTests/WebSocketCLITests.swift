@@ -40,4 +40,28 @@ struct WebSocketCLITests {
             #expect(detailed.output.contains("hi there"), "message contents at flow detail 3: \(detailed.output)")
         }
     }
+
+    @Test("Ctrl-C with a WebSocket still open: after the grace period it is closed, websocket_end runs and -w keeps it")
+    func interruptWithOpenWebSocket() async throws {
+        try await withLoopbackOrigin(.plain) { origin in
+            let directory = try temporaryDirectory()
+            let capture = directory + "/open.mitm"
+            let dump = try RunningMitmDump.start([
+                "--set", "confdir=\(directory)", "--listen-host", "127.0.0.1", "-p", "0", "-w", capture,
+            ])
+            defer { dump.kill() }
+            let port = try await dump.waitForPort()
+            let connection = try await RawConnection.connect(port: port)
+            try await connection.send(RawWebSocket.upgradeRequest(authority: "127.0.0.1:\(origin.port)"))
+            #expect(await connection.waitForText("101 Switching Protocols"), "\(connection.receivedText)")
+            try await connection.send(RawWebSocket.frame(opcode: 1, payload: Array("still here".utf8)))
+            _ = try await dump.waitForOutput(containing: "<- WebSocket text message")
+            dump.interrupt()
+            #expect(try await dump.waitForExit(timeout: 15) == 0)
+            await connection.close()
+            let read = try await CommandRunner.run(MitmDumpCLITests.binary.path, ["-n", "-r", capture], timeout: 20)
+            #expect(read.output.contains("-> WebSocket text message ->"), "the open connection was saved: \(read.output)")
+            #expect(read.output.contains("WebSocket"), "\(read.output)")
+        }
+    }
 }
