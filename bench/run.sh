@@ -26,6 +26,8 @@
 #   TCP=1                 0 skips the raw TCP rows (bench/tcp.sh: MIB=512 pushed
 #                         directly and through a --tcp-hosts TCP flow, REPEAT=3)
 #
+#   WEBSOCKET=1           0 skips the WebSocket echo rows (bench/websocket.sh)
+#
 # Output: one table on stdout, also written to bench/out/results.txt.
 # Exit status: 0 all targets PASS, 1 some target FAIL or could not be
 # measured, 2 the benchmark itself could not run.
@@ -566,6 +568,10 @@ main() {
     if [[ -n $OURS_BIN && ${TCP:-1} == 1 ]]; then
         log "measuring raw TCP (TCP=0 skips)"
         OURS_BIN=$OURS_BIN bash "$(dirname "$0")/tcp.sh" >>"$OUT_DIR/results.txt" || FAILED=1
+    fi
+    if [[ -n $OURS_BIN && ${WEBSOCKET:-1} == 1 ]]; then
+        log "measuring WebSocket echo (WEBSOCKET=0 skips)"
+        OURS_BIN=$OURS_BIN REF_BIN=$REF_BIN bash "$(dirname "$0")/websocket.sh" >>"$OUT_DIR/results.txt" || FAILED=1
     fi
     cat "$OUT_DIR/results.txt"
     cp "$TMP/wrk.log" "$OUT_DIR/wrk.log"

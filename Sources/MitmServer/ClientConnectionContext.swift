@@ -185,6 +185,21 @@ final class ClientConnectionContext: @unchecked Sendable {
         }
     }
 
+    /// A stream on an HTTP/1 connection to `key` (idle or new, offering only `http/1.1` over TLS),
+    /// for exchanges that cannot go over HTTP/2: a WebSocket upgrade.
+    func acquireHTTP1Stream(for key: ServerKey) -> EventLoopFuture<(UpstreamConnection, UpstreamStreamHandler)> {
+        if let (connection, handler) = idleHTTP1Stream(for: key) {
+            return eventLoop.makeSucceededFuture((connection, handler))
+        }
+        if let failure = eagerFailure, failure.key == key {
+            eagerFailure = nil
+            return eventLoop.makeFailedFuture(ServerConnector.Failure(description: failure.message))
+        }
+        return connect(key: key, alpnOffers: key.usesTLS ? ["http/1.1"] : []).flatMap { connection in
+            connection.openStream(scheme: key.usesTLS ? "https" : "http").map { (connection, $0) }
+        }
+    }
+
     /// An idle HTTP/1 connection to `key`, taken out of the pool, if it has a usable one.
     func idleHTTP1Stream(for key: ServerKey) -> (UpstreamConnection, UpstreamStreamHandler)? {
         while var idle = idleHTTP1[key], let connection = idle.popLast() {

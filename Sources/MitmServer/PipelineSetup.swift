@@ -15,6 +15,7 @@ enum PipelineSetup {
         let local = channel.localAddress.flatMap(Address.init) ?? Address(host: "?", port: 0)
         let client = ClientConnection(peername: peer, sockname: local, proxyMode: spec.spec)
         let connection = ClientConnectionContext(services: services, eventLoop: channel.eventLoop, mode: spec.mode, client: client)
+        services.track(client: channel)
         services.notify { addons in
             var client = client
             await addons.clientConnected(&client)

@@ -109,6 +109,13 @@ public final class ProxyServer: Sendable {
         while openFlowCount > 0 && Date() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
+        // What outlived the grace period (a WebSocket or TCP connection) is closed now, so its
+        // end hook runs, and `-w` saves it, before `done`.
+        services.closeClients()
+        let closing = Date().addingTimeInterval(1)
+        while openFlowCount > 0 && Date() < closing {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
         await services.addons.done()
         if ownsGroup {
             try? await group.shutdownGracefully()

@@ -20,6 +20,23 @@ final class ProxyServices: Sendable {
     let openFlows = Atomic<Int>(0)
     /// `ignore_hosts`, `allow_hosts`, `tcp_hosts` and `rawtcp`, compiled once.
     let nextLayer: NextLayerRules
+    /// Client connections still open, so shutdown can close what outlives the grace period (a
+    /// WebSocket or TCP flow), letting their end hooks run before `done`.
+    private let clients = NIOLockedValueBox([ObjectIdentifier: any Channel]())
+
+    func track(client channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        clients.withLockedValue { $0[id] = channel }
+        channel.closeFuture.whenComplete { _ in
+            self.clients.withLockedValue { _ = $0.removeValue(forKey: id) }
+        }
+    }
+
+    func closeClients() {
+        for channel in clients.withLockedValue({ Array($0.values) }) {
+            channel.close(promise: nil)
+        }
+    }
 
     /// Server-side contexts (towards clients), one per leaf and ALPN choice, so a repeated host costs
     /// neither signing nor context set-up. Protected by its lock.

@@ -10,6 +10,8 @@ import Synchronization
 /// The state every connection of one origin shares, each part behind its own `Mutex`.
 final class OriginState: Sendable {
     let requests = Mutex<[RecordedRequest]>([])
+    /// Payloads of the WebSocket data frames received on `/ws`, in arrival order.
+    let webSocketMessages = Mutex<[[UInt8]]>([])
     private let connections = Mutex<(count: Int, open: [Int: any Channel])>((0, [:]))
 
     func connectionOpened() -> Int {
@@ -45,8 +47,10 @@ enum OriginPipeline {
         state.track(channel, id: connectionID)
         var encoder = HTTPResponseEncoder.Configuration()
         encoder.automaticallySetFramingHeaders = false
+        let upgrader = OriginWebSocket.upgrader(state: state, connectionID: connectionID, isTLS: isTLS)
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withPipeliningAssistance: true,
+            withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }),
             withErrorHandling: true,
             withEncoderConfiguration: encoder
         )
@@ -108,7 +112,7 @@ final class OriginALPNHandler: ChannelInboundHandler, RemovableChannelHandler {
 }
 
 /// Serves one HTTP/1 connection, or one HTTP/2 stream (behind NIO's HTTP/2 ⇄ HTTP/1 codec).
-final class OriginRequestHandler: ChannelInboundHandler {
+final class OriginRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 

@@ -23,6 +23,7 @@ import Synchronization
 /// | `/slow?ms=M` | `slow` after M milliseconds (300 by default) |
 /// | `/close-mid-body` | declares `Content-Length: 1000`, sends 10 bytes, closes the connection |
 /// | `/headers-case` | headers whose names are in odd case and a fixed order (``headersCaseFields``) |
+/// | `/ws` | a WebSocket echo (HTTP/1.1 upgrade; see `OriginWebSocket`) |
 /// | `/` | `ok` |
 /// | anything else | 404 |
 ///
@@ -102,6 +103,9 @@ public final class LoopbackOrigin: Sendable {
 
     /// Every complete request received so far, in arrival order.
     public var requests: [RecordedRequest] { state.requests.withLock { $0 } }
+
+    /// The payloads of the WebSocket data frames `/ws` received, in order.
+    public var webSocketMessages: [[UInt8]] { state.webSocketMessages.withLock { $0 } }
 
     /// TCP connections accepted so far.
     public var connectionCount: Int { state.connectionCount }

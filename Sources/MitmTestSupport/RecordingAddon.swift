@@ -13,7 +13,7 @@ public final class RecordingAddon: Addon, Sendable {
     /// One hook call.
     public struct Event: Sendable, CustomStringConvertible {
         public var hook: HookName
-        /// The flow as the hook received it (HTTP hooks only).
+        /// The flow as the hook received it (HTTP and WebSocket hooks only).
         public var flow: HTTPFlow?
         public var time: Date
 
@@ -131,6 +131,15 @@ public final class RecordingAddon: Addon, Sendable {
     }
     public func response(_ flow: inout HTTPFlow, context: AddonContext) async throws { record(.response, flow) }
     public func error(_ flow: inout HTTPFlow, context: AddonContext) async throws { record(.error, flow) }
+    public func websocketStart(_ flow: inout HTTPFlow, context: AddonContext) async throws {
+        record(.websocketStart, flow)
+    }
+    public func websocketMessage(_ flow: inout HTTPFlow, context: AddonContext) async throws {
+        record(.websocketMessage, flow)
+    }
+    public func websocketEnd(_ flow: inout HTTPFlow, context: AddonContext) async throws {
+        record(.websocketEnd, flow)
+    }
     public func tcpStart(_ flow: inout TCPFlow, context: AddonContext) async throws { record(.tcpStart) }
     public func tcpMessage(_ flow: inout TCPFlow, context: AddonContext) async throws { record(.tcpMessage) }
     public func tcpEnd(_ flow: inout TCPFlow, context: AddonContext) async throws { record(.tcpEnd) }

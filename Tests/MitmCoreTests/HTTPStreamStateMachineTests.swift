@@ -55,6 +55,35 @@ struct HTTPStreamStateMachineTests {
         #expect(h.flow.error == nil)
     }
 
+    @Test("a 101 answering Upgrade: websocket marks the flow before the response hooks; an addon that refuses it unmarks it")
+    func webSocketUpgrade() {
+        var request = HTTPRequest.get("/ws")
+        request.headers["Upgrade"] = "websocket"
+        request.headers["Connection"] = "Upgrade"
+        var switching = HTTPResponse(httpVersion: "HTTP/1.1", statusCode: 101, reason: "Switching Protocols", headers: ["Upgrade": "websocket", "Connection": "Upgrade"])
+        switching.timestampStart = now()
+
+        var h = Harness(request: request)
+        h.runRequestToServer()
+        #expect(h.responseHead(switching) == .runHook(.responseHeaders))
+        #expect(h.flow.websocket == WebSocketData(), "set before responseheaders, as mitmproxy does")
+        #expect(h.responseEnd() == .wait)
+        #expect(h.completeHook() == .runHook(.response))
+        #expect(h.flow.websocket != nil)
+
+        var refused = Harness(request: request)
+        refused.runRequestToServer()
+        _ = refused.responseHead(switching)
+        _ = refused.responseEnd()
+        #expect(refused.completeHook { $0.response?.statusCode = 403 } == .runHook(.response))
+        #expect(refused.flow.websocket == nil)
+
+        var notWebSocket = Harness(request: .get("/"))
+        notWebSocket.runRequestToServer()
+        _ = notWebSocket.responseHead(switching)
+        #expect(notWebSocket.flow.websocket == nil, "a 101 without the request asking for WebSocket")
+    }
+
     @Test("GET whose end arrives while the requestheaders hook runs (the usual case)")
     func getCompleteDuringRequestHeadersHook() {
         var h = Harness(request: .get("/"))

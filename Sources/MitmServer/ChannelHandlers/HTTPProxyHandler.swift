@@ -109,6 +109,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if !isHTTP2 && !head.isKeepAlive {
             closeAfterResponse = true
         }
+        if !isHTTP2 && head.headers.contains(name: "upgrade") && head.headers.hasToken("upgrade", in: "connection") {
+            // NIO's decoder parses nothing after an upgrade request: unless the upgrade happens, the
+            // connection cannot carry another request.
+            closeAfterResponse = true
+        }
         let request: HTTPRequest
         do {
             request = try connection.makeRequest(head, isHTTP2: isHTTP2)
@@ -227,6 +232,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: - Towards the server
 
     private func sendRequest(_ request: HTTPRequest, body: ByteBuffer?, end: Bool) {
+        var request = request
+        let isWebSocket = request.isWebSocketUpgrade && !isHTTP2
+        if isWebSocket {
+            // We relay WebSocket frames as they are and do not implement permessage-deflate (RFC 7692),
+            // which mitmproxy does: offering no extension keeps the server from compressing.
+            request.headers.remove("sec-websocket-extensions")
+        }
         let key = connection.serverKey(for: request)
         let bodyLength = end ? (body?.readableBytes ?? 0) : nil
         var parts: [HTTPClientRequestPart] = []
@@ -239,8 +251,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         pendingUpstreamParts = parts
         isConnecting = true
+        // A WebSocket upgrade needs HTTP/1.1 towards the server (there is no 101 on HTTP/2).
+        let acquiring = isWebSocket ? connection.acquireHTTP1Stream(for: key) : connection.acquireStream(for: key, scheme: request.scheme)
         // Futures of this connection complete on its event loop, where this handler lives.
-        connection.acquireStream(for: key, scheme: request.scheme).assumeIsolated().whenComplete { [self] result in
+        acquiring.assumeIsolated().whenComplete { [self] result in
             isConnecting = false
             let parts = pendingUpstreamParts
             pendingUpstreamParts = []
@@ -410,6 +424,21 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func responseEndWritten(context: ChannelHandlerContext) {
         context.flush()
+        if !isHTTP2, let upstream, !upstream.connection.isHTTP2, let flow = stream?.flow, PipelineSetup.isWebSocketUpgrade(flow) {
+            // The 101 is out: both connections speak WebSocket from here on, and the flow goes on in
+            // the relay. This handler leaves the pipeline.
+            upstream.handler.delegate = nil
+            self.upstream = nil
+            stream = nil
+            requestHead = nil
+            PipelineSetup.switchToWebSocket(
+                client: context.channel,
+                server: upstream.connection,
+                flow: flow,
+                connection: connection
+            )
+            return
+        }
         // The server exchange is over once the response is; a clean HTTP/1 connection is reused.
         if let upstream {
             let clean = !upstream.handler.isAwaitingResponse

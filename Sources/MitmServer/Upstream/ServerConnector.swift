@@ -214,7 +214,9 @@ enum ServerConnector {
             HTTPRequestEncoder(configuration: encoderConfiguration),
             ByteToMessageHandler(
                 HTTPResponseDecoder(
-                    leftOverBytesStrategy: .dropBytes,
+                    // After a 101, the bytes behind it belong to the new protocol (WebSocket frames):
+                    // they go on to the handlers that replace this decoder.
+                    leftOverBytesStrategy: .forwardBytes,
                     informationalResponseStrategy: .drop,
                     limitConfiguration: limits
                 )

@@ -32,7 +32,7 @@ final class UpstreamStreamHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Whether a response is under way (so a close means a failure).
     private(set) var isAwaitingResponse = false
     private(set) var isClosed = false
-    /// Set when the server said it will close the connection after this response.
+    /// Set when the server said it will close the connection after this response (or switched protocols).
     private(set) var serverWillClose = false
 
     var channel: (any Channel)? { context?.channel }
@@ -92,6 +92,11 @@ final class UpstreamStreamHandler: ChannelDuplexHandler, RemovableChannelHandler
             if head.headers.hasToken("close", in: "connection")
                 || head.version == .http1_0 && !head.headers.hasToken("keep-alive", in: "connection")
             {
+                serverWillClose = true
+            }
+            if head.status == .switchingProtocols {
+                // After a 101 the connection speaks another protocol: it never carries HTTP again,
+                // even when an addon turns the 101 into something else and no switch happens.
                 serverWillClose = true
             }
             delegate?.upstreamResponseHead(head)

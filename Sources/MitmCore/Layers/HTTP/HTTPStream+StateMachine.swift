@@ -178,6 +178,11 @@ public struct HTTPStreamStateMachine: Sendable {
         precondition(hookInFlight, "Internal inconsistency: hook completed while none was running")
         hookInFlight = false
         flow = edited
+        if flow.websocket != nil, flow.websocket?.messages.isEmpty == true, !flow.isAcceptedWebSocketUpgrade {
+            // An addon turned the 101 into something else: no WebSocket connection follows, and the
+            // flow ends as an ordinary exchange (savers then keep it at its response).
+            flow.websocket = nil
+        }
         if let late = lateRequestEnd {
             lateRequestEnd = nil
             flow.request.trailers = late.trailers
@@ -327,6 +332,11 @@ public struct HTTPStreamStateMachine: Sendable {
             return .wait
         }
         flow.response = response
+        if flow.isAcceptedWebSocketUpgrade {
+            // Set before the response hooks, as mitmproxy does, so addons know a WebSocket connection
+            // follows (and the savers wait for websocket_end).
+            flow.websocket = WebSocketData()
+        }
         state = .responseHeadersHook
         return runHook(.responseHeaders)
     }
