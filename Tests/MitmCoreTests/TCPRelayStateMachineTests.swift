@@ -118,6 +118,16 @@ struct TCPRelayStateMachineTests {
         #expect(machine.currentFlow?.error == nil)
     }
 
+    @Test func aConnectionGoneEntirelyEndsTheFlow() {
+        var machine = Machine(flow: Self.makeFlow(), serverIsConnected: true)
+        machine.start()
+        _ = Self.drain(&machine)
+        machine.dataReceived(from: .client, ByteBuffer(string: "last"))
+        machine.connectionClosed(.client)
+        #expect(Self.drain(&machine) == ["hook tcp_message", "send server last", "close", "hook tcp_end", "finished", "wait"])
+        #expect(machine.currentFlow?.error == nil)
+    }
+
     @Test func aFailedConnectEndsWithTCPError() {
         var machine = Machine(flow: Self.makeFlow(), serverIsConnected: false)
         machine.start()

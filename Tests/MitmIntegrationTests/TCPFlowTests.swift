@@ -112,6 +112,21 @@ struct TCPFlowTests {
         }
     }
 
+    @Test("Shutdown ends a TCP flow still open after the grace period: tcp_end runs before done")
+    func shutdownEndsOpenFlows() async throws {
+        let origin = try await TCPOrigin.start()
+        defer { Task { await origin.shutdown() } }
+        let addon = TCPRecordingAddon()
+        let proxy = try await ProxyHarness.start(addons: [addon], configure: { $0.tcpHosts = ["."] })
+        let client = try await tunnel(proxy, to: origin.address)
+        try await client.send("still here")
+        #expect(await client.waitForText("still here"))
+        await proxy.shutdown(grace: 0.2)
+        #expect(addon.hookNames.last == .tcpEnd, "\(addon.hookNames)")
+        #expect(await client.waitForClose())
+        await client.close()
+    }
+
     // MARK: - rawtcp
 
     @Test("rawtcp: a protocol that is neither HTTP nor TLS becomes a TCP flow")

@@ -87,6 +87,11 @@ final class TCPRelay {
         drive()
     }
 
+    func connectionClosed(_ side: Side) {
+        machine.connectionClosed(side)
+        drive()
+    }
+
     func failed(_ side: Side, error: any Error) {
         let who = side == .client ? "Client" : "Server"
         machine.connectionFailed("\(who) connection error: \(describe(error))")
@@ -184,7 +189,7 @@ final class TCPRelay {
                         sync.removeHandler(held, promise: nil)
                     }
                     if !channel.isActive {
-                        machine.inputClosed(.server)
+                        machine.connectionClosed(.server)
                     }
                 } catch {
                     channel.close(promise: nil)

@@ -42,7 +42,8 @@ final class TCPRelaySideHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        closeInput()
+        // Gone in both directions (a FIN arrives as an input-closed event instead).
+        relay.connectionClosed(side)
         context.fireChannelInactive()
     }
 

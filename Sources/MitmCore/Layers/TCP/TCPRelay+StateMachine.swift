@@ -56,6 +56,7 @@ public struct TCPRelayStateMachine: Sendable {
     private enum Event: Sendable {
         case data(Side, ByteBuffer)
         case inputClosed(Side)
+        case connectionClosed(Side)
         case failed(String)
     }
 
@@ -113,6 +114,14 @@ public struct TCPRelayStateMachine: Sendable {
     public mutating func inputClosed(_ side: Side) {
         guard !isFinishing else { return }
         queue.append(.inputClosed(side))
+    }
+
+    /// `side`'s connection is gone in both directions (closed, not half-closed): nothing more can
+    /// reach it, so the flow ends (`tcp_end`) and the other side is closed too. This is how proxy
+    /// shutdown ends a TCP flow.
+    public mutating func connectionClosed(_ side: Side) {
+        guard !isFinishing else { return }
+        queue.append(.connectionClosed(side))
     }
 
     /// A connection failed (reset, TLS error, …): the flow ends with `tcp_error`.
@@ -189,6 +198,11 @@ public struct TCPRelayStateMachine: Sendable {
             } else {
                 outbox.append(.halfClose(side.other))
             }
+        case .connectionClosed:
+            canRead = (false, false)
+            phase = .ending
+            outbox.append(.closeConnections)
+            issueHook(.end)
         case .failed(let message):
             fail(message)
         }
