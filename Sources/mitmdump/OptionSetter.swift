@@ -58,6 +58,11 @@ enum OptionSetter {
         case "listen_port": options.listenPort = try int(0...65535)
         case "mode":
             do { options.modes = [try ProxyModeSpec(parsing: value)] } catch { throw OptionError.invalid(name, value, "\(error)") }
+        case "connection_strategy":
+            guard let strategy = ProxyOptions.ConnectionStrategy(rawValue: value) else {
+                throw OptionError.invalid(name, value, "expected eager or lazy")
+            }
+            options.connectionStrategy = strategy
         case "proxyauth": options.proxyauth = value.isEmpty ? nil : value
         case "upstream_auth": options.upstreamAuth = value.isEmpty ? nil : value
         case "confdir": options.confdir = value

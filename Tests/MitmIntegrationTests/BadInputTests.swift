@@ -91,14 +91,23 @@ struct BadInputTests {
         }
     }
 
-    @Test("CONNECT to a closed port gives the client a 502 naming the connection failure")
+    @Test("CONNECT to a closed port is answered 502 naming the connection failure, with a log line and a failed flow")
     func connectToClosedPort() async throws {
         let port = try await closedPort()
         try await withLoopbackOrigin { origin in
-            try await withProxy { proxy in
-                let t = try await Curl.transfer(["-x", proxy.proxyURL, "--cacert", proxy.caCertificatePath, "https://127.0.0.1:\(port)/"])
-                #expect(t.statusCode == 502, "\(t)")
-                #expect(t.bodyText.lowercased().contains("connect"), "the body should name the connection failure: \(t.bodyText)")
+            let recorder = RecordingAddon()
+            try await withProxy(addons: [recorder]) { proxy in
+                let client = try await RawConnection.connect(port: proxy.port)
+                try await client.send("CONNECT 127.0.0.1:\(port) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\r\n")
+                #expect(await client.waitForText("</html>"), "\(client.receivedText)")
+                #expect(client.receivedText.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"), "\(client.receivedText)")
+                #expect(client.receivedText.contains("Error connecting to 127.0.0.1:\(port)"), "\(client.receivedText)")
+                await client.close()
+                #expect(proxy.logs.contains("Error connecting to 127.0.0.1:\(port)"), "\(proxy.logs.messages)")
+                #expect(await recorder.wait(for: .error))
+                #expect(recorder.flows(at: .error).first?.request.method == "CONNECT")
+                let t = try await Curl.run(["-x", proxy.proxyURL, "-w", "%{http_connect}", "-o", "/dev/null", "https://127.0.0.1:\(port)/"])
+                #expect(t.output == "502", "curl sees the CONNECT refused: \(t)")
                 try await expectStillServing(proxy, origin)
             }
         }

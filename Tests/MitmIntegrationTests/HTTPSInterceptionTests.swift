@@ -158,9 +158,9 @@ struct HTTPSInterceptionTests {
         let pem = try String(contentsOfFile: key, encoding: .utf8) + String(contentsOfFile: cert, encoding: .utf8)
         try pem.write(toFile: combined, atomically: true, encoding: .utf8)
 
-        try await withProxy(configure: { $0.certs = ["custom.test=\(combined)"] }) { proxy in
-            // The proxy answers CONNECT before it knows whether custom.test resolves, then serves
-            // the user's certificate in the handshake.
+        try await withProxy(configure: { $0.certs = ["custom.test=\(combined)"]; $0.connectionStrategy = .lazy }) { proxy in
+            // custom.test does not resolve: with connection_strategy=lazy the proxy answers CONNECT
+            // without connecting, then serves the user's certificate in the handshake.
             let result = try await CommandRunner.run(
                 "openssl",
                 ["s_client", "-proxy", "127.0.0.1:\(proxy.port)", "-connect", "custom.test:443", "-servername", "custom.test", "-showcerts"],

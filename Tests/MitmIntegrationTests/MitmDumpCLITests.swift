@@ -103,7 +103,12 @@ struct MitmDumpCLITests {
             async let slow = CommandRunner.run(
                 "curl", ["-s", "--max-time", "10", "-x", "http://127.0.0.1:\(port)", origin.url("/slow?ms=700")]
             )
-            try await Task.sleep(for: .milliseconds(300))
+            // Interrupt once the slow request is in flight (its connection is the second one).
+            let deadline = Date().addingTimeInterval(10)
+            while dump.output.components(separatedBy: "client connect").count < 3 && Date() < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try await Task.sleep(for: .milliseconds(150))
             dump.interrupt()
             let slowResult = try await slow
             #expect(slowResult.output == "slow", "\(slowResult)")

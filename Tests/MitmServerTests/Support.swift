@@ -95,6 +95,8 @@ struct TestServices {
     init(options: ProxyOptions = ProxyOptions(), answer: String? = nil) {
         var options = options
         options.confdir = TestCA.confdir
+        // An EmbeddedChannel cannot open sockets: CONNECT must not connect before answering.
+        options.connectionStrategy = .lazy
         let logs = LogRecorder()
         let logger = logs.logger()
         let addon = AnsweringAddon(answer: answer)

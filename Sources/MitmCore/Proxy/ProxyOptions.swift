@@ -14,6 +14,10 @@ public struct ProxyOptions: Sendable, Hashable {
     public var upstreamAuth: String? = nil
     /// `proxyauth`: require proxy authentication — `user:pass`, `@htpasswd-path` or `any`.
     public var proxyauth: String? = nil
+    /// `connection_strategy`: `eager` connects to the server as soon as the client names it (on
+    /// CONNECT, in the SOCKS5 handshake), so an unreachable server gets the protocol's own error
+    /// answer; `lazy` waits for the first request.
+    public var connectionStrategy: ConnectionStrategy = .eager
     /// `confdir`: where the CA lives.
     public var confdir: String = "~/.mitmproxy"
     /// `upstream_cert`: connect to the server first and copy its certificate's names into ours.
@@ -59,6 +63,11 @@ public struct ProxyOptions: Sendable, Hashable {
     public var showIgnoredHosts: Bool = false
 
     public init() {}
+
+    public enum ConnectionStrategy: String, Sendable, Hashable {
+        case eager
+        case lazy
+    }
 }
 
 /// Parses mitmproxy's size syntax: `1024`, `10k`, `5m`, `1g` (binary multiples).

@@ -94,8 +94,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             run(stream!.requestBodyReceived(buffer))
         case .end(let trailers):
             if let connect = pendingConnect {
-                pendingConnect = nil
-                openTunnel(connect)
+                connectThenOpenTunnel(connect)
                 return
             }
             guard stream != nil else { return }
@@ -535,6 +534,35 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     // MARK: - CONNECT
+
+    /// mitmproxy's `eager` connection strategy: the server is connected before the CONNECT is
+    /// answered, so a target that cannot be reached gets a 502 to the CONNECT itself (with a flow
+    /// recording the error) rather than a 200 and a dead tunnel. The connection is kept for the
+    /// tunnel's first use. In upstream mode the upstream proxy answers for the server instead;
+    /// `connection_strategy=lazy` answers at once.
+    private func connectThenOpenTunnel(_ request: HTTPRequest) {
+        guard connection.upstreamProxy == nil, services.options.connectionStrategy == .eager else {
+            pendingConnect = nil
+            openTunnel(request)
+            return
+        }
+        let target = Address(host: request.host, port: request.port)
+        connection.preconnect(to: target).assumeIsolated().whenComplete { [self] result in
+            pendingConnect = nil
+            guard !isClosed else { return }
+            switch result {
+            case .success:
+                openTunnel(request)
+            case .failure(let error):
+                let message = "Error connecting to \(target): \(describe(error))"
+                services.logger.info("\(message)", metadata: ["client": "\(connection.client.peername)"])
+                var flow = HTTPFlow(request: request, clientConnection: connection.client)
+                flow.request.timestampEnd = now()
+                stream = HTTPStreamStateMachine(flow: flow, limits: limits)
+                run(stream!.fail(message, status: 502))
+            }
+        }
+    }
 
     private func openTunnel(_ request: HTTPRequest) {
         guard let context else { return }

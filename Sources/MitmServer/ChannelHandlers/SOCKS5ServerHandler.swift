@@ -65,8 +65,12 @@ final class SOCKS5ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func connect(to target: Address, context: ChannelHandlerContext) {
-        isWaiting = true
         connection.tunnelTarget = target
+        guard services.options.connectionStrategy == .eager else {
+            perform(handshake.connectSucceeded(), context: context)
+            return
+        }
+        isWaiting = true
         let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         connection.preconnect(to: target).assumeIsolated().whenComplete { [self] result in
             let context = loopContext.value
