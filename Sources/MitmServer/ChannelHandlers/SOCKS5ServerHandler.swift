@@ -101,7 +101,7 @@ final class SOCKS5ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             default: return .other
             }
         }
-        if error is ChannelError { return .timedOut }  // connectTimeout
+        if let error = error as? ChannelError, case .connectTimeout = error { return .timedOut }
         if let error = error as? NIOConnectionError {
             // Every address failed; the first error says the most (a refused port, or a name that
             // did not resolve).
