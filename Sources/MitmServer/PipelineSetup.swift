@@ -107,6 +107,23 @@ enum PipelineSetup {
         sync.removeHandler(decoder, promise: nil)
     }
 
+    /// After a 101 to `Upgrade: h2c`: the HTTP/1 handlers leave (the encoder before any HTTP/2 frame
+    /// is written, the decoder last, handing on the client's preface if it came already), HTTP/2
+    /// takes over, and the upgrade request arrives on stream 1 through the splice handler.
+    static func switchToH2C(channel: any Channel, connection: ClientConnectionContext, headersFrame: [UInt8]) throws {
+        let sync = channel.pipeline.syncOperations
+        let decoder = try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        let encoder = try sync.handler(type: HTTPResponseEncoder.self)
+        let timer = try sync.handler(type: RequestHeadTimer.self)
+        let proxy = try sync.handler(type: HTTPProxyHandler.self)
+        try sync.addHandler(H2CSpliceHandler(headersFrame: headersFrame))
+        sync.removeHandler(proxy, promise: nil)
+        sync.removeHandler(encoder, promise: nil)
+        sync.removeHandler(timer, promise: nil)
+        try addHTTP2(to: channel, connection: connection)
+        sync.removeHandler(decoder, promise: nil)
+    }
+
     /// Peeks at the first bytes and picks what comes next (`NextLayerRules.decide`): a pass-through
     /// for ignored hosts, TLS interception, HTTP/1, HTTP/2 with prior knowledge, a TCP flow
     /// (`tcp_hosts`, or not HTTP with `rawtcp`), or, for anything else, a raw pass-through.

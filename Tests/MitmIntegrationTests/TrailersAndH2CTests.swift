@@ -67,12 +67,32 @@ struct TrailersAndH2CTests {
         }
     }
 
-    @Test("Upgrade: h2c is declined: the exchange stays HTTP/1.1 and the offer does not reach the server")
-    func h2cUpgradeDeclined() async throws {
+    @Test("Upgrade: h2c is taken up where requests are in origin form: 101, then the request is answered on stream 1")
+    func h2cUpgradeAccepted() async throws {
         try await withLoopbackOrigin(.plain) { origin in
             let mode = ProxyMode.reverse(.init(scheme: "http", address: Address(host: "127.0.0.1", port: origin.port)))
-            try await withProxy(configure: { $0.modes = [ProxyModeSpec(mode)] }) { proxy in
-                let t = try await Curl.transfer(["--http2", "http://127.0.0.1:\(proxy.port)/echo"])
+            let recorder = RecordingAddon()
+            try await withProxy(addons: [recorder], configure: { $0.modes = [ProxyModeSpec(mode)] }) { proxy in
+                // Two requests: the upgrade one on stream 1, the next on stream 3 of the same connection.
+                let t = try await Curl.transfer(["--http2", "http://127.0.0.1:\(proxy.port)/echo", "http://127.0.0.1:\(proxy.port)/bytes/10"])
+                #expect(t.command.exitCode == 0, "\(t)")
+                #expect(t.bodyText.contains("\"method\":\"GET\""), "the echo of the upgrade request: \(t.bodyText)")
+                #expect(t.headerDump.contains("HTTP/1.1 101"), "\(t.headerDump)")
+                #expect(t.headerDump.contains("HTTP/2 200"), "\(t.headerDump)")
+                let first = try #require(origin.requests.first)
+                #expect(first.uri == "/echo")
+                #expect(first.header("upgrade") == nil && first.header("http2-settings") == nil, "\(first)")
+                #expect(await recorder.wait(for: .response, count: 2))
+                #expect(recorder.flows(at: .response).allSatisfy { $0.request.httpVersion == "HTTP/2.0" })
+            }
+        }
+    }
+
+    @Test("Upgrade: h2c to an explicit proxy (absolute form) is declined: HTTP/1.1, and the offer does not reach the server")
+    func h2cUpgradeDeclined() async throws {
+        try await withLoopbackOrigin(.plain) { origin in
+            try await withProxy { proxy in
+                let t = try await Curl.transfer(["--http2", "-x", proxy.proxyURL, origin.url("/echo")])
                 #expect(t.statusCode == 200, "\(t)")
                 #expect(t.httpVersion == "1.1", "\(t)")
                 let echo = try #require(t.echo, "\(t)")

@@ -30,6 +30,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var closeAfterResponse = false
     /// A CONNECT request that is waiting for its end before the tunnel opens.
     private var pendingConnect: HTTPRequest?
+    /// An accepted `Upgrade: h2c` offer, as the stream-1 HEADERS frame, waiting for the request's end.
+    private var pendingH2CUpgrade: [UInt8]?
     /// Set once the client connection is gone.
     private var isClosed = false
     /// Whether this handler counts a flow in `services.openFlows`.
@@ -93,6 +95,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             guard pendingConnect == nil, stream != nil else { return }
             run(stream!.requestBodyReceived(buffer))
         case .end(let trailers):
+            if let frame = pendingH2CUpgrade {
+                pendingH2CUpgrade = nil
+                upgradeToH2C(headersFrame: frame)
+                return
+            }
             if let connect = pendingConnect {
                 connectThenOpenTunnel(connect)
                 return
@@ -144,6 +151,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 run(stream!.start())
                 return
             }
+        }
+        if !isHTTP2, services.options.http2, connection.originalServerAddress != nil, H2CUpgrade.canAccept(head),
+            let frame = H2CUpgrade.headersFrame(for: head)
+        {
+            // Origin-form requests only (reverse mode, tunnels, transparent): the request is
+            // served again on stream 1 once the connection speaks HTTP/2.
+            pendingH2CUpgrade = frame
+            return
         }
         if request.method == "CONNECT", connection.mode.acceptsCONNECT, connection.tunnelTarget == nil, !isHTTP2 {
             pendingConnect = flow.request
@@ -330,9 +345,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return HTTPRequestHead(version: version, method: HTTPMethod(rawValue: request.method), uri: uri, headers: headers)
     }
 
-    /// A client's `Upgrade: h2c` is declined: the exchange stays HTTP/1.1 (RFC 7540 §3.2 lets a
-    /// server ignore the offer). Passing it on would let the server switch protocols under a
-    /// proxy that still parses HTTP/1; cleartext HTTP/2 is served with prior knowledge instead.
+    /// An `Upgrade: h2c` offer we did not take up (an explicit proxy's absolute-form request, or a
+    /// request with a body) is not passed on: the exchange stays HTTP/1.1 (RFC 7540 §3.2 lets a
+    /// server ignore the offer), and the server must not switch protocols under a proxy that still
+    /// parses HTTP/1. Where we take it up, see `upgradeToH2C`.
     static func declineH2CUpgrade(_ headers: inout HTTPHeaders) {
         guard headers.hasToken("h2c", in: "upgrade") else { return }
         let others = headers["upgrade"].flatMap { $0.split(separator: ",") }
@@ -531,6 +547,27 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    // MARK: - h2c
+
+    /// Answers `Upgrade: h2c` with 101 and hands the connection to HTTP/2; the flow moves to stream 1.
+    private func upgradeToH2C(headersFrame: [UInt8]) {
+        guard let context else { return }
+        var headers = HTTPHeaders()
+        headers.add(name: "connection", value: "Upgrade")
+        headers.add(name: "upgrade", value: "h2c")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        closeAfterResponse = false
+        requestHead = nil
+        flowEnded()
+        do {
+            try PipelineSetup.switchToH2C(channel: context.channel, connection: connection, headersFrame: headersFrame)
+        } catch {
+            services.logger.error("could not switch to h2c: \(error)", metadata: ["client": "\(connection.client.peername)"])
+            context.close(promise: nil)
+        }
     }
 
     // MARK: - CONNECT
