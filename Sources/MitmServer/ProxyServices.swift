@@ -67,31 +67,46 @@ final class ProxyServices: Sendable {
 
     // MARK: - Hooks
 
-    /// Runs an HTTP hook and calls `completion` with the edited flow on `eventLoop`: inline when there
-    /// are no addons, otherwise after the hook chain (never inside it).
+    /// Runs hooks on `value` and calls `completion` with the edited value on `eventLoop`: inline when
+    /// there are no addons (nothing to run, e.g. `mitmdump -q`: a relayed chunk or message then costs
+    /// no task and no hop), otherwise after the hook chain, never inside it. The caller's state
+    /// machine has already moved on when it asked, so re-entering it from `completion` is safe.
     ///
     /// The hook chain starts as an immediate task: addons that do not suspend run straight away on
     /// the event loop thread, without a hop through the global executor.
-    func runHook(
-        _ hook: HTTPHook,
-        on flow: HTTPFlow,
+    func runHooks<Value: Sendable>(
+        on value: Value,
         eventLoop: any EventLoop,
-        completion: @escaping (HTTPFlow) -> Void
+        _ body: @escaping @Sendable (AddonManager, inout Value) async -> Void,
+        completion: @escaping (Value) -> Void
     ) {
         let addons = self.addons
         if addons.addons.isEmpty {
-            // Nothing to run (mitmdump -q): answer at once. The caller's state machine has already
-            // moved on, so re-entering it here is safe.
-            completion(flow)
+            completion(value)
             return
         }
         let completion = NIOLoopBound(completion, eventLoop: eventLoop)
         Task.immediate {
-            var flow = flow
-            await addons.run(hook, on: &flow)
-            let result = flow
+            var value = value
+            await body(addons, &value)
+            let result = value
             eventLoop.execute { completion.value(result) }
         }
+    }
+
+    /// Runs an HTTP hook (see `runHooks`).
+    func runHook(_ hook: HTTPHook, on flow: HTTPFlow, eventLoop: any EventLoop, completion: @escaping (HTTPFlow) -> Void) {
+        runHooks(on: flow, eventLoop: eventLoop, { await $0.run(hook, on: &$1) }, completion: completion)
+    }
+
+    /// Runs a WebSocket hook (see `runHooks`).
+    func runWebSocketHook(_ hook: WebSocketHook, on flow: HTTPFlow, eventLoop: any EventLoop, completion: @escaping (HTTPFlow) -> Void) {
+        runHooks(on: flow, eventLoop: eventLoop, { await $0.run(hook, on: &$1) }, completion: completion)
+    }
+
+    /// Runs a TCP hook (see `runHooks`).
+    func runTCPHook(_ hook: TCPHook, on flow: TCPFlow, eventLoop: any EventLoop, completion: @escaping (TCPFlow) -> Void) {
+        runHooks(on: flow, eventLoop: eventLoop, { await $0.run(hook, on: &$1) }, completion: completion)
     }
 
     /// Runs any other hook, fire-and-forget, in the background (connection and TLS events).

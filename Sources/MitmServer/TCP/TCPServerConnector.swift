@@ -105,17 +105,7 @@ enum TCPServerConnector {
             .flatMapThrowing { alpn -> ServerConnection in
                 var server = server
                 server.timestampTLSSetup = now()
-                let chain = (try? channel.pipeline.syncOperations.nioSSL_peerCertificate())
-                    .flatMap { $0 }
-                    .flatMap { try? $0.toDERBytes() }
-                let version = try? channel.pipeline.syncOperations.nioSSL_tlsVersion()
-                server.tls = TLSInfo(
-                    sni: target.sni,
-                    alpn: alpn,
-                    alpnOffers: target.alpnOffers,
-                    tlsVersion: version.flatMap { $0 }.map(describe(tlsVersion:)),
-                    certificateChain: chain.map { [$0] } ?? []
-                )
+                server.tls = TLSInfo.afterHandshake(on: channel, sni: target.sni, alpn: alpn, alpnOffers: target.alpnOffers)
                 let data = TLSHookData(side: .server, client: client, server: server)
                 services.notify { await $0.tls(.tlsEstablishedServer, data) }
                 return server

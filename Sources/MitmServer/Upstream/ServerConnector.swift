@@ -74,17 +74,7 @@ enum ServerConnector {
                     var server = connected
                     if key.usesTLS {
                         server.timestampTLSSetup = now()
-                        let chain = (try? channel.pipeline.syncOperations.nioSSL_peerCertificate())
-                            .flatMap { $0 }
-                            .flatMap { try? $0.toDERBytes() }
-                        let version = try? channel.pipeline.syncOperations.nioSSL_tlsVersion()
-                        server.tls = TLSInfo(
-                            sni: key.sni,
-                            alpn: alpn,
-                            alpnOffers: alpnOffers,
-                            tlsVersion: version.flatMap { $0 }.map(describe(tlsVersion:)),
-                            certificateChain: chain.map { [$0] } ?? []
-                        )
+                        server.tls = TLSInfo.afterHandshake(on: channel, sni: key.sni, alpn: alpn, alpnOffers: alpnOffers)
                         let data = TLSHookData(side: .server, client: client, server: server)
                         services.notify { await $0.tls(.tlsEstablishedServer, data) }
                     }
@@ -224,6 +214,24 @@ enum ServerConnector {
             handler,
         ])
         return .http1(handler)
+    }
+}
+
+extension TLSInfo {
+    /// What a finished handshake with a server on `channel` gave: its leaf certificate, the TLS
+    /// version and the ALPN choice.
+    static func afterHandshake(on channel: any Channel, sni: String?, alpn: String?, alpnOffers: [String]) -> TLSInfo {
+        let chain = (try? channel.pipeline.syncOperations.nioSSL_peerCertificate())
+            .flatMap { $0 }
+            .flatMap { try? $0.toDERBytes() }
+        let version = try? channel.pipeline.syncOperations.nioSSL_tlsVersion()
+        return TLSInfo(
+            sni: sni,
+            alpn: alpn,
+            alpnOffers: alpnOffers,
+            tlsVersion: version.flatMap { $0 }.map(describe(tlsVersion:)),
+            certificateChain: chain.map { [$0] } ?? []
+        )
     }
 }
 
