@@ -31,9 +31,11 @@ struct TransparentModeTests {
         ])
         try #require(made.succeeded, "\(made)")
         let server = """
-            import http.server, ssl, sys, os, functools
+            import http.server, ssl, sys, os, functools, socket
             os.chdir(sys.argv[1])
             handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+            if ":" in sys.argv[2]:
+                http.server.ThreadingHTTPServer.address_family = socket.AF_INET6
             httpd = http.server.ThreadingHTTPServer((sys.argv[2], int(sys.argv[3])), handler)
             if len(sys.argv) > 4:
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -48,7 +50,13 @@ struct TransparentModeTests {
             try lab.spawn(in: .router, ["python3", script, scratch.path, NetworkLab.originIPv4, "443", certificate, key], stdout: originLog, stderr: originLog)
         )
 
-        // The proxy, behind the REDIRECT rule.
+        if lab.hasIPv6 {
+            processes.append(
+                try lab.spawn(in: .router, ["python3", script, scratch.path, NetworkLab.originIPv6, "80"], stdout: originLog, stderr: originLog)
+            )
+        }
+
+        // The proxy, behind the REDIRECT rule, on every address (IPv4 clients arrive IPv4-mapped).
         let confdir = try ProxyHarness.makeConfdir()
         defer { try? FileManager.default.removeItem(atPath: confdir) }
         let outputPath = try scratch.write("mitmdump.out", Data())
@@ -56,7 +64,7 @@ struct TransparentModeTests {
         processes.append(
             try lab.spawn(
                 in: .router,
-                [MitmDumpCLITests.binary.path, "--mode", "transparent", "-p", "8080", "--set", "confdir=\(confdir)", "-k"],
+                [MitmDumpCLITests.binary.path, "--mode", "transparent", "--listen-host", "::", "-p", "8080", "--set", "confdir=\(confdir)", "-k"],
                 stdout: output,
                 stderr: output
             )
@@ -76,6 +84,12 @@ struct TransparentModeTests {
         #expect(https.succeeded, "the client trusted our CA's leaf for the SNI: \(https)\n\(dump())")
         #expect(https.stdout == "hello through the wall\n", "\(https)")
 
+        if lab.hasIPv6 {
+            let v6 = lab.run(in: .client, ["curl", "-sS", "-g", "--max-time", "10", "http://[\(NetworkLab.originIPv6)]/hello.txt"])
+            #expect(v6.succeeded, "IPv6, IP6T_SO_ORIGINAL_DST: \(v6)\n\(dump())")
+            #expect(v6.stdout == "hello through the wall\n", "\(v6)")
+        }
+
         let direct = lab.run(in: .client, ["curl", "-sS", "--max-time", "5", "http://\(NetworkLab.routerIPv4):8080/"])
         #expect(!direct.succeeded, "a connection that was not redirected has no destination: \(direct)")
 
@@ -84,6 +98,9 @@ struct TransparentModeTests {
         #expect(shown.contains("GET http://\(NetworkLab.originIPv4)/hello.txt"), "\(shown)")
         #expect(shown.contains("GET https://\(NetworkLab.originIPv4)/hello.txt"), "the original destination, as mitmproxy shows it: \(shown)")
         #expect(shown.contains("Transparent mode failure"), "\(shown)")
+        if lab.hasIPv6 {
+            #expect(shown.contains("GET http://[\(NetworkLab.originIPv6)]/hello.txt"), "\(shown)")
+        }
         #expect(shown.contains("Transparent proxy listening at"), "\(shown)")
     }
 }
