@@ -19,33 +19,33 @@ public enum FlowState {
 
     /// The version-21 state of `flow`.
     public static func encode(_ flow: HTTPFlow) -> TNetDict {
-        [
-            "id": .string(flow.id.uuidString.lowercased()),
-            "error": flow.error.map(encode) ?? .null,
-            "client_conn": .dict(encode(flow.clientConnection)),
-            "server_conn": .dict(encode(flow.serverConnection, fallbackAddress: Address(host: flow.request.host, port: flow.request.port))),
-            "type": .string("http"),
-            "intercepted": .bool(false),
-            "is_replay": flow.isReplay.map { .string($0) } ?? .null,
-            "marked": .string(flow.marked),
-            "metadata": .dict(TNetDict(flow.metadata.sorted { $0.key < $1.key }.map { ($0.key, TNetValue.string($0.value)) })),
-            "comment": .string(flow.comment),
-            "timestamp_created": .float(flow.timestampCreated),
-            "version": .int(formatVersion),
-            "request": .dict(encode(flow.request)),
-            "response": flow.response.map { .dict(encode($0)) } ?? .null,
-            "websocket": flow.websocket.map { .dict(encode($0)) } ?? .null,
-        ]
+        var state = encodeCommon(.http(flow))
+        state["request"] = .dict(encode(flow.request))
+        state["response"] = flow.response.map { .dict(encode($0)) } ?? .null
+        state["websocket"] = flow.websocket.map { .dict(encode($0)) } ?? .null
+        return state
     }
 
     /// The version-21 state of a TCP flow (mitmproxy 11's `TCPFlow.get_state()`).
     public static func encode(_ flow: TCPFlow) -> TNetDict {
-        [
+        var state = encodeCommon(.tcp(flow))
+        state["messages"] = .list(flow.messages.map {
+            .list([.bool($0.fromClient), .bytes(Array($0.content.readableBytesView)), .float($0.timestamp)])
+        })
+        return state
+    }
+
+    /// The fields every flow type has (mitmproxy's `Flow.get_state()`).
+    private static func encodeCommon(_ flow: Flow) -> TNetDict {
+        // mitmproxy always has a server connection; an HTTP flow that never got one is given an
+        // unconnected one for the request's host.
+        let fallback = flow.httpFlow.map { Address(host: $0.request.host, port: $0.request.port) } ?? Address(host: "", port: 0)
+        return [
             "id": .string(flow.id.uuidString.lowercased()),
             "error": flow.error.map(encode) ?? .null,
             "client_conn": .dict(encode(flow.clientConnection)),
-            "server_conn": .dict(encode(flow.serverConnection, fallbackAddress: flow.serverConnection.address)),
-            "type": .string("tcp"),
+            "server_conn": .dict(encode(flow.serverConnection, fallbackAddress: fallback)),
+            "type": .string(flow.type),
             "intercepted": .bool(false),
             "is_replay": flow.isReplay.map { .string($0) } ?? .null,
             "marked": .string(flow.marked),
@@ -53,9 +53,6 @@ public enum FlowState {
             "comment": .string(flow.comment),
             "timestamp_created": .float(flow.timestampCreated),
             "version": .int(formatVersion),
-            "messages": .list(flow.messages.map {
-                .list([.bool($0.fromClient), .bytes(Array($0.content.readableBytesView)), .float($0.timestamp)])
-            }),
         ]
     }
 

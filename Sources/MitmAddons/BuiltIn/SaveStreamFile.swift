@@ -74,13 +74,3 @@ public final class SaveStreamFile: Addon {
         try sink.write(flow)
     }
 }
-
-extension Flow {
-    /// When the flow was created (mitmproxy's `timestamp_created`).
-    var timestampCreated: Double {
-        switch self {
-        case .http(let flow): flow.timestampCreated
-        case .tcp(let flow): flow.timestampCreated
-        }
-    }
-}

@@ -122,4 +122,12 @@ public enum Flow: Sendable, Hashable, Identifiable {
         case .tcp(let flow): flow.metadata
         }
     }
+
+    /// When the flow was created (mitmproxy's `timestamp_created`).
+    public var timestampCreated: Double {
+        switch self {
+        case .http(let flow): flow.timestampCreated
+        case .tcp(let flow): flow.timestampCreated
+        }
+    }
 }
