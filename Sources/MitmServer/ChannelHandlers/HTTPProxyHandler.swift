@@ -37,8 +37,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Whether this handler counts a flow in `services.openFlows`.
     private var countsOpenFlow = false
 
-    private var readsPaused = false
-    private var pendingRead = false
+    private var readGate = ReadGate()
 
     init(connection: ClientConnectionContext, isHTTP2: Bool, headTimer: RequestHeadTimer?) {
         self.connection = connection
@@ -627,19 +626,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: - Backpressure
 
     func read(context: ChannelHandlerContext) {
-        if readsPaused {
-            pendingRead = true
-        } else {
-            context.read()
-        }
+        if readGate.admitRead() { context.read() }
     }
 
     private func setReadsPaused(_ paused: Bool) {
-        readsPaused = paused
-        if !paused, pendingRead, let context {
-            pendingRead = false
-            context.read()
-        }
+        if readGate.setPaused(paused) { context?.read() }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -20,8 +20,7 @@ final class SOCKS5ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var handshake: SOCKS5ServerHandshake
     /// Reads stay off while credentials are checked or the target is being connected: the
     /// machine would otherwise buffer whatever the client pipelines, without bound.
-    private var isWaiting = false
-    private var pendingRead = false
+    private var readGate = ReadGate()
 
     init(connection: ClientConnectionContext) {
         self.connection = connection
@@ -70,14 +69,13 @@ final class SOCKS5ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             perform(handshake.connectSucceeded(), context: context)
             return
         }
-        isWaiting = true
+        _ = readGate.setPaused(true)
         let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         connection.preconnect(to: target).assumeIsolated().whenComplete { [self] result in
             let context = loopContext.value
-            isWaiting = false
             // Reading resumes before the handshake's answer, which may hand the client over to
             // the next handler and take this one out of the pipeline.
-            resumeReading(context: context)
+            if readGate.setPaused(false) { context.read() }
             switch result {
             case .success:
                 perform(handshake.connectSucceeded(), context: context)
@@ -127,17 +125,6 @@ final class SOCKS5ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: - Reads
 
     func read(context: ChannelHandlerContext) {
-        if isWaiting {
-            pendingRead = true
-        } else {
-            context.read()
-        }
-    }
-
-    private func resumeReading(context: ChannelHandlerContext) {
-        if pendingRead {
-            pendingRead = false
-            context.read()
-        }
+        if readGate.admitRead() { context.read() }
     }
 }

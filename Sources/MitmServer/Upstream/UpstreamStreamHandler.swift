@@ -27,8 +27,7 @@ final class UpstreamStreamHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     weak var delegate: (any UpstreamExchangeDelegate)?
     private var context: ChannelHandlerContext?
-    private var readsPaused = false
-    private var pendingRead = false
+    private var readGate = ReadGate()
     /// Whether a response is under way (so a close means a failure).
     private(set) var isAwaitingResponse = false
     private(set) var isClosed = false
@@ -69,19 +68,11 @@ final class UpstreamStreamHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Stops (or resumes) reading from the server while the client cannot take more.
     func setReadsPaused(_ paused: Bool) {
-        readsPaused = paused
-        if !paused, pendingRead, let context {
-            pendingRead = false
-            context.read()
-        }
+        if readGate.setPaused(paused) { context?.read() }
     }
 
     func read(context: ChannelHandlerContext) {
-        if readsPaused {
-            pendingRead = true
-        } else {
-            context.read()
-        }
+        if readGate.admitRead() { context.read() }
     }
 
     // MARK: - Inbound

@@ -16,8 +16,7 @@ final class WebSocketEndpointHandler: ChannelDuplexHandler, RemovableChannelHand
     /// Set by the relay; cleared when the handler leaves the pipeline, which breaks the cycle.
     var relay: WebSocketRelay?
     private var context: ChannelHandlerContext?
-    private var readsPaused = false
-    private var pendingRead = false
+    private var readGate = ReadGate()
     /// The last write, so a close waits until what was sent before it is out.
     private var lastWrite: EventLoopFuture<Void>?
     private var isInactive = false
@@ -117,19 +116,11 @@ final class WebSocketEndpointHandler: ChannelDuplexHandler, RemovableChannelHand
     // MARK: - Backpressure
 
     func setReadsPaused(_ paused: Bool) {
-        readsPaused = paused
-        if !paused, pendingRead, let context {
-            pendingRead = false
-            context.read()
-        }
+        if readGate.setPaused(paused) { context?.read() }
     }
 
     func read(context: ChannelHandlerContext) {
-        if readsPaused {
-            pendingRead = true
-        } else {
-            context.read()
-        }
+        if readGate.admitRead() { context.read() }
     }
 }
 
