@@ -1,4 +1,5 @@
 import Foundation
+import MitmAddons
 import MitmCore
 import MitmTestSupport
 import Testing
@@ -7,12 +8,12 @@ import Testing
 /// that frames the WebSocket by hand on its stream. Towards the server it is an HTTP/1.1 upgrade.
 @Suite("WebSocket over HTTP/2 (RFC 8441)", .timeLimit(.minutes(1)))
 struct WebSocketHTTP2Tests {
-    /// Connects over TLS with ALPN h2, checks the SETTINGS, opens `/ws` with an extended CONNECT,
+    /// Connects over TLS with ALPN h2, reads the SETTINGS, opens `path` with an extended CONNECT,
     /// sends one masked text frame and a close 1000, and prints what came back as JSON.
     static let script = """
         import json, os, socket, ssl, sys
         import h2.config, h2.connection, h2.events
-        port, ca = int(sys.argv[1]), sys.argv[2]
+        port, ca, protocol, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
         context = ssl.create_default_context(cafile=ca)
         context.set_alpn_protocols(["h2"])
         sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="localhost")
@@ -70,11 +71,17 @@ struct WebSocketHTTP2Tests {
             until(lambda: out.get("got_settings"))
             stream_id = conn.get_next_available_stream_id()
             conn.send_headers(stream_id, [
-                (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"), (":path", "/ws"),
+                (":method", "CONNECT"), (":protocol", protocol), (":scheme", "https"), (":path", path),
                 (":authority", "localhost:%d" % port), ("sec-websocket-version", "13"),
             ])
             sock.sendall(conn.data_to_send())
             until(lambda: out["status"] is not None or out["reset"])
+            if out["status"] != "200":
+                sock.settimeout(3)
+                try:
+                    until(lambda: out["ended"] or out["reset"])
+                except (socket.timeout, EOFError):
+                    pass
             if out["status"] == "200":
                 conn.send_data(stream_id, frame(0x1, b"hello h2"))
                 sock.sendall(conn.data_to_send())
@@ -120,6 +127,30 @@ struct WebSocketHTTP2Tests {
         }
     }
 
+    /// Runs the client against the proxy on `port`; what it saw.
+    static func runClient(port: Int, ca: String, protocol: String = "websocket", path: String = "/ws") async throws -> Outcome {
+        let result = try await CommandRunner.run("python3", ["-c", script, String(port), ca, `protocol`, path], timeout: 30)
+        guard result.succeeded, let line = result.output.split(separator: "\n").last,
+            let outcome = try? JSONDecoder().decode(Outcome.self, from: Data(line.utf8))
+        else {
+            throw TestFailure("h2 WebSocket client failed: \(result)")
+        }
+        return outcome
+    }
+
+    /// A proxy in reverse mode in front of a plain HTTP/1.1 origin (which speaks WebSocket on `/ws`).
+    static func withReverseProxy(
+        addons: [any Addon],
+        _ body: (LoopbackOrigin, ProxyHarness) async throws -> Void
+    ) async throws {
+        try await withLoopbackOrigin(.plain) { origin in
+            let mode = try ProxyMode(parsing: "reverse:http://127.0.0.1:\(origin.port)")
+            try await withProxy(addons: addons, configure: { $0.modes = [ProxyModeSpec(mode)] }) { proxy in
+                try await body(origin, proxy)
+            }
+        }
+    }
+
     static func hex(_ text: String) -> String {
         text.utf8.map { String(format: "%02x", $0) }.joined()
     }
@@ -131,14 +162,7 @@ struct WebSocketHTTP2Tests {
         try await withLoopbackOrigin(.plain) { origin in
             let mode = try ProxyMode(parsing: "reverse:http://127.0.0.1:\(origin.port)")
             try await withProxy(addons: [recorder], configure: { $0.modes = [ProxyModeSpec(mode)] }) { proxy in
-                let result = try await CommandRunner.run(
-                    "python3", ["-c", Self.script, String(proxy.port), proxy.caCertificatePath], timeout: 30
-                )
-                guard result.succeeded, let line = result.output.split(separator: "\n").last,
-                    let outcome = try? JSONDecoder().decode(Outcome.self, from: Data(line.utf8))
-                else {
-                    throw TestFailure("h2 WebSocket client failed: \(result)")
-                }
+                let outcome = try await Self.runClient(port: proxy.port, ca: proxy.caCertificatePath)
                 #expect(outcome.error == nil, "\(outcome)")
                 #expect(outcome.alpn == "h2")
                 #expect(outcome.settings["8"] == 1, "SETTINGS_ENABLE_CONNECT_PROTOCOL: \(outcome.settings)")
@@ -170,6 +194,72 @@ struct WebSocketHTTP2Tests {
                 #expect(origin.webSocketMessages == [Array("hello h2".utf8)])
                 #expect(await poll { proxy.server.openFlowCount == 0 }, "the flow is closed")
             }
+        }
+    }
+
+    /// A reverse proxy in front of a server that answers every connection with `reply` (sent as
+    /// soon as it connects: the loopback origin itself does not answer a declined WebSocket upgrade).
+    static func withCannedServer(
+        _ reply: String,
+        addons: [any Addon],
+        _ body: (ProxyHarness) async throws -> Void
+    ) async throws {
+        let server = try await TCPOrigin.start(.greeting(reply))
+        do {
+            let mode = try ProxyMode(parsing: "reverse:http://\(server.address)")
+            try await withProxy(addons: addons, configure: { $0.modes = [ProxyModeSpec(mode)] }) { proxy in
+                try await body(proxy)
+            }
+        } catch {
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+
+    @Test("A refusal from the server (403) is forwarded as the stream's response; no WebSocket follows")
+    func refusedByServer() async throws {
+        try await Self.requireH2()
+        let recorder = RecordingAddon()
+        let reply = "HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno"
+        try await Self.withCannedServer(reply, addons: [recorder]) { proxy in
+            let outcome = try await Self.runClient(port: proxy.port, ca: proxy.caCertificatePath)
+            #expect(outcome.error == nil, "\(outcome)")
+            #expect(outcome.status == "403")
+            #expect(outcome.ended || outcome.reset, "the stream is over: \(outcome)")
+            #expect(await recorder.wait(for: .response))
+            let flow = try #require(recorder.flows(at: .response).last)
+            #expect(flow.request.method == "CONNECT")
+            #expect(flow.response?.statusCode == 403)
+            #expect(flow.websocket == nil)
+            #expect(recorder.count(of: .websocketStart) == 0)
+        }
+    }
+
+    @Test("A server that answers 200 without switching: the client gets 502, not a 2xx that would mean 'open'")
+    func serverDidNotSwitch() async throws {
+        try await Self.requireH2()
+        let recorder = RecordingAddon()
+        let reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        try await Self.withCannedServer(reply, addons: [recorder]) { proxy in
+            let outcome = try await Self.runClient(port: proxy.port, ca: proxy.caCertificatePath)
+            #expect(outcome.error == nil, "\(outcome)")
+            #expect(outcome.status == "502")
+            #expect(await recorder.wait(for: .error))
+            let flow = try #require(recorder.flows(at: .error).last)
+            #expect(flow.error?.message.contains("did not switch to WebSocket") == true, "\(String(describing: flow.error))")
+            #expect(flow.websocket == nil)
+        }
+    }
+
+    @Test("An extended CONNECT for another protocol is refused with 501")
+    func otherProtocolRefused() async throws {
+        try await Self.requireH2()
+        try await Self.withReverseProxy(addons: []) { origin, proxy in
+            let outcome = try await Self.runClient(port: proxy.port, ca: proxy.caCertificatePath, protocol: "connect-udp")
+            #expect(outcome.error == nil, "\(outcome)")
+            #expect(outcome.status == "501")
+            #expect(origin.requests.isEmpty, "nothing reached the origin: \(origin.requests)")
         }
     }
 }

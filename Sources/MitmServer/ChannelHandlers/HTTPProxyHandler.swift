@@ -839,6 +839,14 @@ extension HTTPProxyHandler: UpstreamExchangeDelegate {
             run(stream!.serverFailed("WebSocket handshake failed: the server's Sec-WebSocket-Accept does not match the key we sent"))
             return
         }
+        if isExtendedWebSocket, (200..<300).contains(Int(head.status.code)) {
+            // On HTTP/2 a 2xx is what accepts an extended CONNECT (RFC 8441 §5): forwarding a
+            // server's plain 200 would tell the client a WebSocket is open when the server never
+            // switched. Other answers (403, 404, …) are forwarded as they are.
+            dropUpstream()
+            run(stream!.serverFailed("The server did not switch to WebSocket: it answered the upgrade with \(head.status.code) instead of 101"))
+            return
+        }
         var response = HTTPResponse(
             httpVersion: upstream?.connection.isHTTP2 == true ? "HTTP/2.0" : head.version.mitmproxyString,
             statusCode: Int(head.status.code),
