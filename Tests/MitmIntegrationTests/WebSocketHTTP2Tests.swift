@@ -98,6 +98,14 @@ struct WebSocketHTTP2Tests {
                     until(lambda: out["ended"] or out["reset"])
                 except (socket.timeout, EOFError):
                     pass
+                # The connection carries on: an ordinary request on a new stream.
+                sock.settimeout(10)
+                stream_id = conn.get_next_available_stream_id()
+                out["status"], out["ended"], out["reset"], first_status = None, False, False, out["status"]
+                conn.send_headers(stream_id, [(":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", "localhost:%d" % port)], end_stream=True)
+                sock.sendall(conn.data_to_send())
+                until(lambda: out["ended"] or out["reset"])
+                out["after_status"], out["status"] = out["status"], first_status
         except Exception as error:
             out["error"] = repr(error)
         print(json.dumps(out))
@@ -117,6 +125,8 @@ struct WebSocketHTTP2Tests {
         var ended: Bool
         var reset: Bool
         var error: String?
+        /// The status of a GET sent on the same connection after the WebSocket stream.
+        var after_status: String?
     }
 
     static func requireH2() async throws {
@@ -172,6 +182,7 @@ struct WebSocketHTTP2Tests {
                 let close = outcome.frames.first { $0.op == 8 }
                 #expect(close?.payload.hasPrefix("03e8") == true, "close 1000 back: \(outcome.frames)")
                 #expect(outcome.ended, "the proxy ends the stream with END_STREAM after the close: \(outcome)")
+                #expect(outcome.after_status == "200", "the HTTP/2 connection still serves other streams: \(outcome)")
 
                 let flow = try #require(await recorder.endedWebSocket(), "\(recorder.events)")
                 #expect(flow.request.method == "CONNECT")
