@@ -74,18 +74,29 @@ enum PipelineSetup {
         ])
     }
 
+    /// The settings we announce to HTTP/2 clients: NIO's defaults (at most 100 concurrent streams,
+    /// a 16 KiB header list), plus `SETTINGS_ENABLE_CONNECT_PROTOCOL` (RFC 8441 §3), so that clients
+    /// may open WebSockets on a stream with an extended CONNECT.
+    static let clientHTTP2Settings: HTTP2Settings =
+        nioDefaultSettings + [HTTP2Setting(parameter: .enableConnectProtocol, value: 1)]
+
     /// HTTP/2 towards the client: each stream gets NIO's HTTP/2 ⇄ HTTP/1 codec and its own proxy
-    /// handler, so every stream is one flow.
+    /// handler, so every stream is one flow. In front of the codec, `ExtendedConnectRecorder` keeps
+    /// the `:protocol` the codec drops.
     static func addHTTP2(to channel: any Channel, connection: ClientConnectionContext) throws {
+        var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
+        connectionConfiguration.initialSettings = clientHTTP2Settings
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server,
-            connectionConfiguration: .init(),
+            connectionConfiguration: connectionConfiguration,
             streamConfiguration: .init(),
             inboundStreamInitializer: { stream in
                 stream.eventLoop.makeCompletedFuture {
+                    let recorder = ExtendedConnectRecorder()
                     try stream.pipeline.syncOperations.addHandlers([
+                        recorder,
                         HTTP2FramePayloadToHTTP1ServerCodec(),
-                        HTTPProxyHandler(connection: connection, isHTTP2: true, headTimer: nil),
+                        HTTPProxyHandler(connection: connection, isHTTP2: true, headTimer: nil, extendedConnect: recorder),
                     ])
                 }
             }

@@ -39,10 +39,27 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var readGate = ReadGate()
 
-    init(connection: ClientConnectionContext, isHTTP2: Bool, headTimer: RequestHeadTimer?) {
+    /// On an HTTP/2 stream: what the request's HEADERS had as `:protocol` (RFC 8441).
+    private let extendedConnect: ExtendedConnectRecorder?
+    /// Whether this stream's request is an RFC 8441 WebSocket (extended CONNECT, `:protocol websocket`).
+    private var isExtendedWebSocket = false
+    /// The `Sec-WebSocket-Key` of the HTTP/1.1 upgrade we made of the extended CONNECT.
+    private var sentWebSocketKey: String?
+    /// DATA the client sent on an extended CONNECT stream before it was answered (WebSocket bytes).
+    private var earlyStreamBytes: [ByteBuffer] = []
+    /// Whether the client ended its side of an extended CONNECT stream before it was answered.
+    private var clientEndedStream = false
+
+    init(
+        connection: ClientConnectionContext,
+        isHTTP2: Bool,
+        headTimer: RequestHeadTimer?,
+        extendedConnect: ExtendedConnectRecorder? = nil
+    ) {
         self.connection = connection
         self.isHTTP2 = isHTTP2
         self.headTimer = headTimer
+        self.extendedConnect = extendedConnect
     }
 
     private var services: ProxyServices { connection.services }
@@ -72,6 +89,17 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
+        if isExtendedWebSocket {
+            // The request ended with its HEADERS; what follows on the stream is the WebSocket's,
+            // kept for the frame decoder until the switch (a client should wait for the 200, but
+            // RFC 8441 does not forbid sending early).
+            switch part {
+            case .head: break
+            case .body(let buffer): earlyStreamBytes.append(buffer)
+            case .end: clientEndedStream = true
+            }
+            return
+        }
         if stream != nil || pendingConnect != nil {
             if case .head = part, !(stream?.isDone ?? false) || pendingConnect != nil {
                 queuedParts.append(part)
@@ -90,6 +118,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .head(let head):
             headTimer?.headReceived()
             begin(head)
+            if isExtendedWebSocket, stream != nil {
+                // An extended CONNECT has no request body: its END_STREAM never comes, the stream's
+                // DATA are the WebSocket's. The request is complete with its HEADERS.
+                run(stream!.requestEndReceived(trailers: nil))
+            }
         case .body(let buffer):
             guard pendingConnect == nil, stream != nil else { return }
             run(stream!.requestBodyReceived(buffer))
@@ -119,9 +152,22 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // connection cannot carry another request.
             closeAfterResponse = true
         }
-        let request: HTTPRequest
+        var parsedHead = head
+        var extendedProtocol: String?
+        if isHTTP2, head.method == .CONNECT, let name = extendedConnect?.protocolName {
+            guard name.lowercased() == "websocket" else {
+                failBeforeFlow(head, message: "Extended CONNECT for protocol '\(name)' is not supported (only websocket).", status: 501)
+                return
+            }
+            // RFC 8441 §4: `:path` and `:scheme` are those of an ordinary request, so the target is
+            // parsed as one; the flow's request stays CONNECT.
+            extendedProtocol = name
+            parsedHead.method = .GET
+        }
+        var request: HTTPRequest
         do {
-            request = try connection.makeRequest(head, isHTTP2: isHTTP2)
+            request = try connection.makeRequest(parsedHead, isHTTP2: isHTTP2)
+            if extendedProtocol != nil { request.method = "CONNECT" }
         } catch {
             services.logger.info("\(error.message)", metadata: ["client": "\(connection.client.peername)"])
             var flow = HTTPFlow(request: placeholderRequest(head), clientConnection: connection.client)
@@ -132,6 +178,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         var flow = HTTPFlow(request: request, clientConnection: connection.client)
+        if let extendedProtocol {
+            flow.metadata[HTTPFlow.extendedConnectProtocolKey] = extendedProtocol
+        }
         if let authenticator = services.authenticator, !connection.isAuthenticated {
             // mitmproxy's proxyauth: a client connection that presented valid credentials once is
             // trusted for its lifetime; the credentials never reach the server.
@@ -163,8 +212,19 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             pendingConnect = flow.request
             return
         }
+        isExtendedWebSocket = flow.isExtendedWebSocketConnect
         stream = HTTPStreamStateMachine(flow: flow, limits: limits)
         run(stream!.start())
+    }
+
+    /// A request we cannot make a flow of as it stands: recorded as a failed flow and answered `status`.
+    private func failBeforeFlow(_ head: HTTPRequestHead, message: String, status: Int) {
+        services.logger.info("\(message)", metadata: ["client": "\(connection.client.peername)"])
+        var flow = HTTPFlow(request: placeholderRequest(head), clientConnection: connection.client)
+        flow.request.timestampEnd = now()
+        closeAfterResponse = true
+        stream = HTTPStreamStateMachine(flow: flow, limits: limits)
+        run(stream!.fail(message, status: status))
     }
 
     private var limits: HTTPStreamStateMachine.Limits {
@@ -246,7 +306,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func sendRequest(_ request: HTTPRequest, body: ByteBuffer?, end: Bool) {
         var request = request
-        let isWebSocket = request.isWebSocketUpgrade && !isHTTP2
+        let isWebSocket = (request.isWebSocketUpgrade && !isHTTP2) || isExtendedWebSocket
+        if isExtendedWebSocket {
+            let key = WebSocketHandshake.makeKey()
+            sentWebSocketKey = key
+            request = Self.webSocketUpgrade(forExtendedConnect: request, key: key)
+        }
         if isWebSocket {
             // We relay WebSocket frames as they are and do not implement permessage-deflate (RFC 7692),
             // which mitmproxy does: offering no extension keeps the server from compressing.
@@ -324,6 +389,20 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// The HTTP/1.1 upgrade (RFC 6455 §4.1) we send the server for an RFC 8441 extended CONNECT:
+    /// servers speak WebSocket over HTTP/1.1 far more often than over HTTP/2, and the upgrade path
+    /// towards servers is HTTP/1.1 only. The client's other headers (`Sec-WebSocket-Protocol`,
+    /// `Origin`, cookies…) go along; the key is ours, since an RFC 8441 request carries none.
+    static func webSocketUpgrade(forExtendedConnect request: HTTPRequest, key: String) -> HTTPRequest {
+        var upgrade = request
+        upgrade.method = "GET"
+        upgrade.headers["upgrade"] = "websocket"
+        upgrade.headers["connection"] = "Upgrade"
+        upgrade.headers["sec-websocket-version"] = "13"
+        upgrade.headers["sec-websocket-key"] = key
+        return upgrade
+    }
+
     /// The request head as the server should see it: origin-form target, the server's HTTP
     /// version, and framing headers that match the body we send.
     static func serverRequestHead(_ request: HTTPRequest, bodyLength: Int?, toHTTP2: Bool) -> HTTPRequestHead {
@@ -394,6 +473,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: - Towards the client
 
     private func sendResponse(_ response: HTTPResponse, body: ByteBuffer?, end: Bool, context: ChannelHandlerContext) {
+        if isExtendedWebSocket, let flow = stream?.flow, PipelineSetup.isWebSocketUpgrade(flow), let upstream {
+            acceptExtendedConnect(response, flow: flow, upstream: upstream, context: context)
+            return
+        }
         let method = stream?.flow.request.method ?? "GET"
         var headers = response.headers.storage
         let noBody = HTTPResponse.hasNoBody(statusCode: response.statusCode, requestMethod: method)
@@ -434,6 +517,37 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             context.flush()
         }
+    }
+
+    /// The server took the upgrade: the client's stream gets `:status 200` without END_STREAM
+    /// (RFC 8441 §5) and both sides switch to WebSocket framing. The flow keeps the server's 101 as
+    /// its response (it is what the server answered, and what marks a WebSocket flow); the 200 is
+    /// only its HTTP/2 form. Headers that describe the HTTP/1.1 upgrade itself stay behind.
+    private func acceptExtendedConnect(
+        _ response: HTTPResponse,
+        flow: HTTPFlow,
+        upstream: (connection: UpstreamConnection, handler: UpstreamStreamHandler),
+        context: ChannelHandlerContext
+    ) {
+        var headers = response.headers.storage
+        for name in ["connection", "upgrade", "sec-websocket-accept", "content-length", "transfer-encoding", "keep-alive"] {
+            headers.remove(name: name)
+        }
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        upstream.handler.delegate = nil
+        self.upstream = nil
+        stream = nil
+        requestHead = nil
+        let pending = earlyStreamBytes
+        earlyStreamBytes = []
+        PipelineSetup.switchHTTP2StreamToWebSocket(
+            stream: context.channel,
+            server: upstream.connection,
+            flow: flow,
+            connection: connection,
+            pendingClientBytes: pending,
+            clientEnded: clientEndedStream
+        )
     }
 
     private func responseEndWritten(context: ChannelHandlerContext) {
@@ -499,6 +613,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         stream = nil
         flowEnded()
         requestHead = nil
+        if isExtendedWebSocket {
+            // Refused (the server did not switch): the answer is out, and the client's side of the
+            // stream, which it never ends on its own, is reset.
+            context.close(promise: nil)
+            return
+        }
         if closeAfterResponse && !isHTTP2 {
             context.close(promise: nil)
             return
@@ -702,6 +822,22 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 extension HTTPProxyHandler: UpstreamExchangeDelegate {
     func upstreamResponseHead(_ head: HTTPResponseHead) {
         guard stream != nil else { return }
+        if isExtendedWebSocket, head.status == .switchingProtocols, let key = sentWebSocketKey,
+            head.headers.first(name: "sec-websocket-accept") != WebSocketHandshake.accept(forKey: key)
+        {
+            // RFC 6455 §4.1: a client must fail the connection; we are the client of this upgrade.
+            dropUpstream()
+            run(stream!.serverFailed("WebSocket handshake failed: the server's Sec-WebSocket-Accept does not match the key we sent"))
+            return
+        }
+        if isExtendedWebSocket, (200..<300).contains(Int(head.status.code)) {
+            // On HTTP/2 a 2xx is what accepts an extended CONNECT (RFC 8441 §5): forwarding a
+            // server's plain 200 would tell the client a WebSocket is open when the server never
+            // switched. Other answers (403, 404, …) are forwarded as they are.
+            dropUpstream()
+            run(stream!.serverFailed("The server did not switch to WebSocket: it answered the upgrade with \(head.status.code) instead of 101"))
+            return
+        }
         var response = HTTPResponse(
             httpVersion: upstream?.connection.isHTTP2 == true ? "HTTP/2.0" : head.version.mitmproxyString,
             statusCode: Int(head.status.code),
