@@ -89,6 +89,12 @@ struct MitmDump: AsyncParsableCommand {
     @Flag(name: .long, help: "Reverse proxy: keep the original Host header instead of rewriting it.")
     var keepHostHeader = false
 
+    @Flag(name: .long, help: "Strip headers that might cause the server to return 304-not-modified.")
+    var anticache = false
+
+    @Flag(name: .long, help: "Try to convince servers to send us un-compressed data.")
+    var anticomp = false
+
     @Flag(name: .long, help: "Use the Host header to construct URLs for display.")
     var showhost = false
 
@@ -123,7 +129,11 @@ struct MitmDump: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "mitmproxy")
+        // The addons that change requests come first, as in mitmproxy's addon order. Only the ones
+        // switched on are loaded: with no addons at all, hooks cost nothing (`mitmdump -q`).
         var addons: [any Addon] = []
+        if options.anticache { addons.append(AntiCache()) }
+        if options.anticomp { addons.append(AntiComp()) }
         if dumper.flowDetail > 0 {
             addons.append(Dumper(options: dumper, sink: StandardOutputSink()))
         }
@@ -192,6 +202,8 @@ struct MitmDump: AsyncParsableCommand {
         if let upstreamCert { options.upstreamCert = upstreamCert }
         if let http2 { options.http2 = http2 }
         if keepHostHeader { options.keepHostHeader = true }
+        if anticache { options.anticache = true }
+        if anticomp { options.anticomp = true }
         options.ignoreHosts += ignoreHosts
         options.allowHosts += allowHosts
         options.tcpHosts += tcpHosts

@@ -70,6 +70,8 @@ enum OptionSetter {
         case "ssl_insecure": options.sslInsecure = try bool()
         case "http2": options.http2 = try bool()
         case "keep_host_header": options.keepHostHeader = try bool()
+        case "anticache": options.anticache = try bool()
+        case "anticomp": options.anticomp = try bool()
         case "certs": options.certs.append(value)
         // List options: each `--set` adds one pattern, as mitmproxy's repeated `--set name=value`.
         case "ignore_hosts": options.ignoreHosts.append(value)

@@ -53,6 +53,27 @@ struct MitmDumpCLITests {
         #expect(try await dump.waitForExit(timeout: 10) == 0)
     }
 
+    @Test("--anticache and --anticomp: the origin sees no conditional headers and Accept-Encoding: identity")
+    func anticacheAnticomp() async throws {
+        try await withLoopbackOrigin(.plain) { origin in
+            let confdir = try temporaryDirectory()
+            let dump = try RunningMitmDump.start([
+                "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0", "--anticache", "--anticomp",
+            ])
+            defer { dump.kill() }
+            let port = try await dump.waitForPort()
+            let result = try await CommandRunner.run("curl", [
+                "-s", "--max-time", "10", "-x", "http://127.0.0.1:\(port)", "-H", "If-None-Match: \"x\"",
+                "-H", "If-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT", "--compressed", origin.url("/echo"),
+            ])
+            let echo = try JSONDecoder().decode(EchoResponse.self, from: Data(result.output.utf8))
+            #expect(echo.header("if-none-match") == nil && echo.header("if-modified-since") == nil, "\(echo)")
+            #expect(echo.header("accept-encoding") == "identity", "\(echo)")
+            dump.interrupt()
+            _ = try await dump.waitForExit(timeout: 10)
+        }
+    }
+
     @Test("two modes on one port are refused before binding, naming both")
     func clashingModes() async throws {
         let result = try await CommandRunner.run(Self.binary.path, ["--mode", "regular", "--mode", "socks5@8080"], timeout: 10)

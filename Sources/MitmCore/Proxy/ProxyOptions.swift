@@ -18,6 +18,10 @@ public struct ProxyOptions: Sendable, Hashable {
     /// CONNECT, in the SOCKS5 handshake), so an unreachable server gets the protocol's own error
     /// answer; `lazy` waits for the first request.
     public var connectionStrategy: ConnectionStrategy = .eager
+    /// `anticache`: strip the headers that allow 304 answers (`AntiCache` addon).
+    public var anticache: Bool = false
+    /// `anticomp`: ask servers for uncompressed bodies (`AntiComp` addon).
+    public var anticomp: Bool = false
     /// `confdir`: where the CA lives.
     public var confdir: String = "~/.mitmproxy"
     /// `upstream_cert`: connect to the server first and copy its certificate's names into ours.
