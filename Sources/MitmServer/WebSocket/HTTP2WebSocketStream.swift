@@ -121,64 +121,25 @@ extension PipelineSetup {
         pendingClientBytes: [ByteBuffer],
         clientEnded: Bool
     ) {
-        let limits = WebSocketStreamStateMachine.Limits(bodySizeLimit: connection.options.bodySizeLimit)
-        let maxFrameSize = min(limits.maxMessageSize, Int(UInt32.max))
-        let clientEndpoint = WebSocketEndpointHandler(side: .client)
-        let serverEndpoint = WebSocketEndpointHandler(side: .server)
-        let relay = WebSocketRelay(
-            flow: flow,
-            limits: limits,
-            maxFrameSize: maxFrameSize,
-            services: connection.services,
-            eventLoop: connection.eventLoop,
-            client: clientEndpoint,
-            server: serverEndpoint
-        )
-        func fail(_ error: any Error) {
-            connection.services.logger.error(
-                "could not switch the HTTP/2 stream to WebSocket: \(error)",
-                metadata: ["client": "\(connection.client.peername)"]
-            )
-            server.channel.close(promise: nil)
-            stream.close(promise: nil)
-        }
+        let parts = WebSocketSwitch(flow: flow, connection: connection, client: stream, server: server)
         do {
             let adapter = HTTP2WebSocketStreamAdapter(pending: pendingClientBytes, clientEnded: clientEnded)
             let streamSync = stream.pipeline.syncOperations
             let proxy = try streamSync.handler(type: HTTPProxyHandler.self)
-            try streamSync.addHandlers([
-                adapter,
-                WebSocketFrameEncoder(),
-                ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrameSize)),
-                clientEndpoint,
-            ])
+            try streamSync.addHandlers([adapter] + parts.frameHandlers(parts.clientEndpoint))
             streamSync.removeHandler(proxy, promise: nil)
-
-            let serverSync = server.channel.pipeline.syncOperations
-            try serverSync.addHandlers([
-                WebSocketFrameEncoder(),
-                ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrameSize)),
-                serverEndpoint,
-            ])
-            let responseDecoder = try serverSync.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
-            let requestEncoder = try serverSync.handler(type: HTTPRequestEncoder.self)
-            let upstream = try serverSync.handler(type: UpstreamStreamHandler.self)
-            serverSync.removeHandler(upstream, promise: nil)
-            serverSync.removeHandler(requestEncoder, promise: nil)
-            let serverDecoderGone = stream.eventLoop.makePromise(of: Void.self)
-            serverSync.removeHandler(responseDecoder, promise: serverDecoderGone)
             let adapterContext = try streamSync.context(handler: adapter)
-            serverDecoderGone.futureResult.assumeIsolated().whenComplete { result in
+            try parts.switchServer().assumeIsolated().whenComplete { result in
                 switch result {
                 case .success:
-                    relay.start()
+                    parts.relay.start()
                     adapter.deliverPending(context: adapterContext)
                 case .failure(let error):
-                    fail(error)
+                    parts.fail(error)
                 }
             }
         } catch {
-            fail(error)
+            parts.fail(error)
         }
     }
 }

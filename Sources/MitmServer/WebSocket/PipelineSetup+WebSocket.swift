@@ -27,12 +27,55 @@ extension PipelineSetup {
         flow: HTTPFlow,
         connection: ClientConnectionContext
     ) {
+        let parts = WebSocketSwitch(flow: flow, connection: connection, client: client, server: server)
+        do {
+            let clientSync = client.pipeline.syncOperations
+            try clientSync.addHandlers(parts.frameHandlers(parts.clientEndpoint))
+            let requestDecoder = try clientSync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            let responseEncoder = try clientSync.handler(type: HTTPResponseEncoder.self)
+            let timer = try clientSync.handler(type: RequestHeadTimer.self)
+            let proxy = try clientSync.handler(type: HTTPProxyHandler.self)
+            // Every HTTP handler in the way of a frame leaves before either decoder hands over its
+            // leftover bytes: those frames are relayed at once, through both pipelines.
+            clientSync.removeHandler(proxy, promise: nil)
+            clientSync.removeHandler(responseEncoder, promise: nil)
+            clientSync.removeHandler(timer, promise: nil)
+            let serverDecoderGone = try parts.switchServer()
+            let clientDecoderGone = client.eventLoop.makePromise(of: Void.self)
+            clientSync.removeHandler(requestDecoder, promise: clientDecoderGone)
+            clientDecoderGone.futureResult.and(serverDecoderGone).assumeIsolated().whenComplete { result in
+                switch result {
+                case .success:
+                    parts.relay.start()
+                case .failure(let error):
+                    parts.fail(error)
+                }
+            }
+        } catch {
+            parts.fail(error)
+        }
+    }
+}
+
+/// What switching a client side and a server connection to WebSocket framing takes, whichever HTTP
+/// version the client spoke: the relay with its two endpoints, the frame codecs, and the server
+/// side's switch (always HTTP/1.1 there).
+struct WebSocketSwitch {
+    let relay: WebSocketRelay
+    let clientEndpoint: WebSocketEndpointHandler
+    let serverEndpoint: WebSocketEndpointHandler
+    let maxFrameSize: Int
+    let connection: ClientConnectionContext
+    let client: any Channel
+    let server: UpstreamConnection
+
+    init(flow: HTTPFlow, connection: ClientConnectionContext, client: any Channel, server: UpstreamConnection) {
         let limits = WebSocketStreamStateMachine.Limits(bodySizeLimit: connection.options.bodySizeLimit)
         // NIO's decoder takes at most UInt32.max; a frame can never be larger than a message.
-        let maxFrameSize = min(limits.maxMessageSize, Int(UInt32.max))
-        let clientEndpoint = WebSocketEndpointHandler(side: .client)
-        let serverEndpoint = WebSocketEndpointHandler(side: .server)
-        let relay = WebSocketRelay(
+        maxFrameSize = min(limits.maxMessageSize, Int(UInt32.max))
+        clientEndpoint = WebSocketEndpointHandler(side: .client)
+        serverEndpoint = WebSocketEndpointHandler(side: .server)
+        relay = WebSocketRelay(
             flow: flow,
             limits: limits,
             maxFrameSize: maxFrameSize,
@@ -41,56 +84,38 @@ extension PipelineSetup {
             client: clientEndpoint,
             server: serverEndpoint
         )
-        func fail(_ error: any Error) {
-            connection.services.logger.error(
-                "could not switch to WebSocket: \(error)",
-                metadata: ["client": "\(connection.client.peername)"]
-            )
-            server.channel.close(promise: nil)
-            client.close(promise: nil)
-        }
-        do {
-            let clientSync = client.pipeline.syncOperations
-            try clientSync.addHandlers([
-                WebSocketFrameEncoder(),
-                ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrameSize)),
-                clientEndpoint,
-            ])
-            let serverSync = server.channel.pipeline.syncOperations
-            try serverSync.addHandlers([
-                WebSocketFrameEncoder(),
-                ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrameSize)),
-                serverEndpoint,
-            ])
+        self.connection = connection
+        self.client = client
+        self.server = server
+    }
 
-            let requestDecoder = try clientSync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            let responseEncoder = try clientSync.handler(type: HTTPResponseEncoder.self)
-            let timer = try clientSync.handler(type: RequestHeadTimer.self)
-            let proxy = try clientSync.handler(type: HTTPProxyHandler.self)
-            let responseDecoder = try serverSync.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
-            let requestEncoder = try serverSync.handler(type: HTTPRequestEncoder.self)
-            let upstream = try serverSync.handler(type: UpstreamStreamHandler.self)
-            // Every HTTP handler in the way of a frame leaves before either decoder hands over its
-            // leftover bytes: those frames are relayed at once, through both pipelines.
-            clientSync.removeHandler(proxy, promise: nil)
-            clientSync.removeHandler(responseEncoder, promise: nil)
-            clientSync.removeHandler(timer, promise: nil)
-            serverSync.removeHandler(upstream, promise: nil)
-            serverSync.removeHandler(requestEncoder, promise: nil)
-            let clientDecoderGone = client.eventLoop.makePromise(of: Void.self)
-            let serverDecoderGone = client.eventLoop.makePromise(of: Void.self)
-            clientSync.removeHandler(requestDecoder, promise: clientDecoderGone)
-            serverSync.removeHandler(responseDecoder, promise: serverDecoderGone)
-            clientDecoderGone.futureResult.and(serverDecoderGone.futureResult).assumeIsolated().whenComplete { result in
-                switch result {
-                case .success:
-                    relay.start()
-                case .failure(let error):
-                    fail(error)
-                }
-            }
-        } catch {
-            fail(error)
-        }
+    /// NIOWebSocket's frame codec in front of `endpoint`.
+    func frameHandlers(_ endpoint: WebSocketEndpointHandler) -> [any ChannelHandler] {
+        [WebSocketFrameEncoder(), ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrameSize)), endpoint]
+    }
+
+    /// Puts the frame codec on the server connection and takes its HTTP/1.1 handlers off, the
+    /// response decoder last (it hands the frames that came right behind the 101 to the frame
+    /// decoder). The future completes once that decoder has left.
+    func switchServer() throws -> EventLoopFuture<Void> {
+        let serverSync = server.channel.pipeline.syncOperations
+        try serverSync.addHandlers(frameHandlers(serverEndpoint))
+        let responseDecoder = try serverSync.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
+        let requestEncoder = try serverSync.handler(type: HTTPRequestEncoder.self)
+        let upstream = try serverSync.handler(type: UpstreamStreamHandler.self)
+        serverSync.removeHandler(upstream, promise: nil)
+        serverSync.removeHandler(requestEncoder, promise: nil)
+        let gone = server.channel.eventLoop.makePromise(of: Void.self)
+        serverSync.removeHandler(responseDecoder, promise: gone)
+        return gone.futureResult
+    }
+
+    func fail(_ error: any Error) {
+        connection.services.logger.error(
+            "could not switch to WebSocket: \(error)",
+            metadata: ["client": "\(connection.client.peername)"]
+        )
+        server.channel.close(promise: nil)
+        client.close(promise: nil)
     }
 }
