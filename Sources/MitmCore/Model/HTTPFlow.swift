@@ -60,14 +60,27 @@ public struct HTTPFlow: Sendable, Hashable, Identifiable {
         get { storage.metadata }
         _modify { yield &mutableStorage.metadata }
     }
+    /// mitmproxy's `flow.live`: the flow is passing through the proxy now, rather than read from a
+    /// file. Addons that rewrite traffic (modify_headers, map_local, …) act on live flows only.
+    /// Not saved to flow files.
+    public var isLive: Bool {
+        get { storage.isLive }
+        _modify { yield &mutableStorage.isLive }
+    }
 
-    public init(request: HTTPRequest, clientConnection: ClientConnection, serverConnection: ServerConnection? = nil) {
+    public init(
+        request: HTTPRequest,
+        clientConnection: ClientConnection,
+        serverConnection: ServerConnection? = nil,
+        isLive: Bool = false
+    ) {
         self.storage = Storage(
             id: FlowID.fast(),
             request: request,
             clientConnection: clientConnection,
             serverConnection: serverConnection
         )
+        self.storage.isLive = isLive
     }
 
     // MARK: - Storage
@@ -98,6 +111,7 @@ public struct HTTPFlow: Sendable, Hashable, Identifiable {
         var comment = ""
         var timestampCreated: Double
         var metadata: [String: String] = [:]
+        var isLive = false
 
         init(id: FlowID, request: HTTPRequest, clientConnection: ClientConnection, serverConnection: ServerConnection?) {
             self.id = id
@@ -117,6 +131,7 @@ public struct HTTPFlow: Sendable, Hashable, Identifiable {
             copy.comment = comment
             copy.timestampCreated = timestampCreated
             copy.metadata = metadata
+            copy.isLive = isLive
             return copy
         }
     }

@@ -170,14 +170,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if extendedProtocol != nil { request.method = "CONNECT" }
         } catch {
             services.logger.info("\(error.message)", metadata: ["client": "\(connection.client.peername)"])
-            var flow = HTTPFlow(request: placeholderRequest(head), clientConnection: connection.client)
+            var flow = HTTPFlow(request: placeholderRequest(head), clientConnection: connection.client, isLive: true)
             flow.request.timestampEnd = now()
             closeAfterResponse = true
             stream = HTTPStreamStateMachine(flow: flow, limits: limits)
             run(stream!.fail(error.message, status: 400))
             return
         }
-        var flow = HTTPFlow(request: request, clientConnection: connection.client)
+        var flow = HTTPFlow(request: request, clientConnection: connection.client, isLive: true)
         if let extendedProtocol {
             flow.metadata[HTTPFlow.extendedConnectProtocolKey] = extendedProtocol
         }
@@ -220,7 +220,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A request we cannot make a flow of as it stands: recorded as a failed flow and answered `status`.
     private func failBeforeFlow(_ head: HTTPRequestHead, message: String, status: Int) {
         services.logger.info("\(message)", metadata: ["client": "\(connection.client.peername)"])
-        var flow = HTTPFlow(request: placeholderRequest(head), clientConnection: connection.client)
+        var flow = HTTPFlow(request: placeholderRequest(head), clientConnection: connection.client, isLive: true)
         flow.request.timestampEnd = now()
         closeAfterResponse = true
         stream = HTTPStreamStateMachine(flow: flow, limits: limits)
@@ -712,7 +712,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .failure(let error):
                 let message = "Error connecting to \(target): \(describe(error))"
                 services.logger.info("\(message)", metadata: ["client": "\(connection.client.peername)"])
-                var flow = HTTPFlow(request: request, clientConnection: connection.client)
+                var flow = HTTPFlow(request: request, clientConnection: connection.client, isLive: true)
                 flow.request.timestampEnd = now()
                 stream = HTTPStreamStateMachine(flow: flow, limits: limits)
                 run(stream!.fail(message, status: 502))
@@ -781,7 +781,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             )
             if stream == nil {
                 let head = requestHead ?? HTTPRequestHead(version: .http1_1, method: .init(rawValue: ""), uri: "")
-                var flow = HTTPFlow(request: placeholderRequest(head), clientConnection: connection.client)
+                var flow = HTTPFlow(request: placeholderRequest(head), clientConnection: connection.client, isLive: true)
                 flow.request.timestampEnd = now()
                 closeAfterResponse = true
                 stream = HTTPStreamStateMachine(flow: flow, limits: limits)
