@@ -3,7 +3,8 @@
 // The package graph is the architecture. Dependencies point one way:
 //
 //   MitmCore  <-  MitmAddons  <-  MitmServer  <-  mitmdump
-//   MitmCertificates  <-----------'
+//   MitmCertificates  <-----------'               |
+//                     MitmAddons  <-  MitmOptions <-'
 //
 // `MitmCore` is the sans-I/O protocol core: it may use NIOCore's ByteBuffer, NIOHTTP1's value
 // types and swift-crypto's hashes, but never NIOPosix, NIOSSL or NIOHTTP2, so nothing in it can
@@ -29,6 +30,7 @@ let package = Package(
         .library(name: "MitmCertificates", targets: ["MitmCertificates"]),
         .library(name: "MitmServer", targets: ["MitmServer"]),
         .library(name: "MitmIO", targets: ["MitmIO"]),
+        .library(name: "MitmOptions", targets: ["MitmOptions"]),
         .library(name: "MitmTestSupport", targets: ["MitmTestSupport"]),
     ],
     dependencies: [
@@ -42,6 +44,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // MARK: - System libraries (Debian: libbrotli-dev, libzstd-dev)
@@ -90,6 +93,17 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // The options registry and config files (config.yaml, classic .conf).
+        .target(
+            name: "MitmOptions",
+            dependencies: [
+                "MitmCore",
+                "MitmAddons",
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -144,6 +158,7 @@ let package = Package(
                 "MitmServer",
                 "MitmAddons",
                 "MitmCore",
+                "MitmOptions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -171,6 +186,11 @@ let package = Package(
         .testTarget(
             name: "MitmAddonsTests",
             dependencies: ["MitmAddons", "MitmTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MitmOptionsTests",
+            dependencies: ["MitmOptions", "MitmCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

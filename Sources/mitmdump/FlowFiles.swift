@@ -3,16 +3,7 @@ import Logging
 import MitmAddons
 import MitmCore
 import MitmIO
-
-/// The flow-file options of mitmdump (mitmproxy's `save`, `readfile` and `savehar` addons).
-struct FileOptions {
-    /// `save_stream_file` (`-w`); a leading `+` appends.
-    var saveStreamFile: String?
-    /// `save_stream_filter`: what `-w` saves (default: the positional filter).
-    var saveStreamFilter: DumperOptions.Filter?
-    /// `hardump`: write a HAR (or `.zhar`) of every flow at shutdown.
-    var harDump: String?
-}
+import MitmOptions
 
 extension FlowWriter: FlowSink {}
 
@@ -28,10 +19,11 @@ enum FlowFiles {
         }
     }
 
-    /// The addons that save flows: `-w` and `hardump`.
-    static func saveAddons(_ files: FileOptions, positionalFilter: DumperOptions.Filter?) throws -> [any Addon] {
+    /// The addons that save flows: `-w` (`save_stream_file`) and `hardump`.
+    static func saveAddons(_ options: Options) throws -> [any Addon] {
         var addons: [any Addon] = []
-        if var path = files.saveStreamFile {
+        let filter = try options.saveStreamFilter.map { try compile($0, option: "save_stream_filter") }
+        if var path = options.saveStreamFile {
             let append = path.hasPrefix("+")
             if append { path.removeFirst() }
             path = NSString(string: path).expandingTildeInPath
@@ -44,11 +36,10 @@ enum FlowFiles {
                 throw OptionError.invalid("save_stream_file", path, "cannot open the file for writing")
             }
             if append { handle.seekToEndOfFile() }
-            let filter = files.saveStreamFilter ?? positionalFilter
             addons.append(SaveStreamFile(sink: FlowWriter(fileHandle: handle), filter: filter?.matches))
         }
-        if let path = files.harDump {
-            addons.append(SaveHAR(path: path, filter: positionalFilter?.matches))
+        if !options.hardump.isEmpty {
+            addons.append(SaveHAR(path: options.hardump, filter: filter?.matches))
         }
         return addons
     }
@@ -56,7 +47,9 @@ enum FlowFiles {
     /// Reads `path` (a mitmproxy flow file, or a HAR by its extension or content) and runs each flow
     /// through the addons as it is read, as mitmproxy's `-r` does. A damaged file yields the flows
     /// before the damage, then an error naming the byte offset. Returns false on any error.
-    static func read(_ path: String?, into addons: AddonManager, logger: Logger) async -> Bool {
+    static func read(
+        _ path: String?, filter: DumperOptions.Filter? = nil, into addons: AddonManager, logger: Logger
+    ) async -> Bool {
         guard let path else { return true }
         let expanded = NSString(string: path).expandingTildeInPath
         guard let handle = FileHandle(forReadingAtPath: expanded) else {
@@ -68,7 +61,7 @@ enum FlowFiles {
         if lower.hasSuffix(".har") || lower.hasSuffix(".zhar") || lower.hasSuffix(".json") {
             do {
                 let data = try handle.readToEnd() ?? Data()
-                for var flow in try HARReader.read(data: data) {
+                for var flow in try HARReader.read(data: data) where filter?.matches(.http(flow)) ?? true {
                     await addons.replay(&flow)
                 }
                 return true
@@ -81,6 +74,7 @@ enum FlowFiles {
         do {
             while let record = try reader.next() {
                 if var flow = record.flow {
+                    if let filter, !filter.matches(flow) { continue }
                     await addons.replay(&flow)
                 } else if let reason = record.skippedReason {
                     logger.debug("\(expanded): skipped a \(record.type) flow at byte \(record.offset): \(reason)")

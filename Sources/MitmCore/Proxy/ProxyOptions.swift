@@ -66,6 +66,13 @@ public struct ProxyOptions: Sendable, Hashable {
     /// TCP flows (still without TLS interception: the flow holds what went over the wire).
     public var showIgnoredHosts: Bool = false
 
+    /// `onboarding`: answer requests to ``onboardingHost`` with the CA installation page.
+    public var onboarding: Bool = true
+    /// `onboarding_host`: the host the onboarding page is served on.
+    public var onboardingHost: String = "mitm.it"
+    /// `onboarding_port`: serve the onboarding page on this port only; `nil` means any port.
+    public var onboardingPort: Int? = nil
+
     public init() {}
 
     public enum ConnectionStrategy: String, Sendable, Hashable {
