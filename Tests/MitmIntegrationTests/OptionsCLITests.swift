@@ -65,3 +65,41 @@ struct OptionsCLITests {
         #expect(!result.output.contains("listening"), "\(result)")
     }
 }
+
+/// Options that meet on one flow, through mitmdump, as mitmproxy combines them.
+@Suite("mitmdump: body_size_limit, keep_host_header, showhost and anticache together", .timeLimit(.minutes(1)))
+struct OptionInterplayCLITests {
+    @Test("reverse mode keeping the Host header, shown by showhost, anticache stripping, body_size_limit beating streaming")
+    func together() async throws {
+        try await withLoopbackOrigin(.plain) { origin in
+            let confdir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: confdir) }
+            let dump = try RunningMitmDump.start([
+                "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0",
+                "--mode", "reverse:http://127.0.0.1:\(origin.port)", "--keep-host-header", "--showhost", "--anticache",
+                "--set", "body_size_limit=1k", "--set", "stream_large_bodies=512",
+            ])
+            defer { dump.kill() }
+            let port = try await dump.waitForPort()
+            let result = try await CommandRunner.run("curl", [
+                "-s", "--max-time", "10", "-H", "Host: shop.example:8443", "-H", "If-None-Match: \"x\"",
+                "http://127.0.0.1:\(port)/echo",
+            ])
+            let echo = try JSONDecoder().decode(EchoResponse.self, from: Data(result.output.utf8))
+            // keep_host_header: the origin sees the client's Host; anticache: no conditional header.
+            #expect(echo.header("host") == "shop.example:8443", "\(echo)")
+            #expect(echo.header("if-none-match") == nil, "\(echo)")
+            // showhost: mitmdump prints the URL with the Host header's host.
+            _ = try await dump.waitForOutput(containing: "http://shop.example:8443/echo")
+            // A body above body_size_limit is refused even though it is above stream_large_bodies too.
+            let upload = try await CommandRunner.run("curl", [
+                "-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", String(repeating: "x", count: 2048),
+                "http://127.0.0.1:\(port)/echo",
+            ])
+            #expect(upload.output == "413", "\(upload)")
+            #expect(origin.requests.count == 1)
+            dump.interrupt()
+            _ = try await dump.waitForExit(timeout: 10)
+        }
+    }
+}
