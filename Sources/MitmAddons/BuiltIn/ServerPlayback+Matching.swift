@@ -84,7 +84,7 @@ extension ServerPlayback {
                 return multipartFields(bytes, boundary: boundary)
             }
             if contentType.hasPrefix("application/x-www-form-urlencoded") {
-                return decodeQuery(Substring(decoding: bytes, as: UTF8.self)).map { ($0.0, Array($0.1.utf8)) }
+                return decodeQuery(Substring(String(decoding: bytes, as: UTF8.self))).map { ($0.0, Array($0.1.utf8)) }
             }
             return nil
         }
