@@ -162,7 +162,7 @@ extension ServerPlayback {
         }
 
         private static func dispositionName(_ head: String) -> String? {
-            for line in head.split(whereSeparator: { $0 == "\r" || $0 == "\n" }) {
+            for line in head.split(whereSeparator: \.isNewline) {  // "\r\n" is one Character
                 guard line.lowercased().hasPrefix("content-disposition:") else { continue }
                 guard let range = line.range(of: "name=\"") else { return nil }
                 let rest = line[range.upperBound...]
