@@ -114,6 +114,25 @@ struct ReplayTests {
         }
     }
 
+    @Test("Client replay of HTTPS requests honours ssl_insecure; without it the unknown CA is a flow error")
+    func clientReplayOverTLS() async throws {
+        try await withLoopbackOrigin(.tlsH2) { origin in
+            var flow = Self.recordedRequest("GET", "/echo?tls", port: origin.port)
+            flow.request.scheme = "https"
+            try await withProxy(configure: { $0.sslInsecure = true }) { proxy in
+                let replayed = await ClientReplay(server: proxy.server, flows: [flow]).run()
+                #expect(replayed.first?.response?.statusCode == 200, "\(String(describing: replayed.first?.error))")
+                #expect(replayed.first?.serverConnection?.tls != nil)
+            }
+            try await withProxy { proxy in
+                let replayed = await ClientReplay(server: proxy.server, flows: [flow]).run()
+                #expect(replayed.first?.response == nil)
+                #expect(replayed.first?.error?.message.contains("TLS handshake failed") == true, "\(String(describing: replayed.first?.error))")
+            }
+            #expect(origin.requests.map(\.uri) == ["/echo?tls"])
+        }
+    }
+
     @Test("Client replay runs without a listener (mitmdump -n -C), and skips flows it cannot replay")
     func clientReplayWithoutListener() async throws {
         let recorder = RecordingAddon()
