@@ -1,6 +1,7 @@
 import Foundation
 import MitmAddons
 import MitmCore
+import MitmIO
 import NIOCore
 import Testing
 
@@ -213,6 +214,23 @@ import Testing
         let error = #expect(throws: ServerPlaybackOptionError.self) { try ServerPlaybackOptions.Extra(parsing: "drop") }
         #expect(error?.description.contains("'drop'") == true)
         #expect(error?.description.contains("forward") == true)
+    }
+
+    // MARK: - Flow files
+
+    @Test func loadsRecordedFlowsFromAFlowFile() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("serverplayback-\(UUID().uuidString).mitm").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
+        let writer = FlowWriter(fileHandle: try #require(FileHandle(forWritingAtPath: path)))
+        try writer.write(Self.recorded(Self.live("GET", "/from-file"), body: "saved"))
+        try writer.close()
+        let playback = try ServerPlayback(paths: [path])
+        #expect(playback.count == 1)
+        #expect(try await Self.answer(playback, Self.live("GET", "/from-file")).response?.text == "saved")
+
+        let missing = #expect(throws: FlowFileError.self) { try ServerPlayback(paths: [path + ".missing"]) }
+        #expect(missing?.description.contains(".missing") == true)
     }
 
     // MARK: - Refresh
