@@ -64,6 +64,7 @@ public final class ClientReplay: Sendable {
 
     /// Replays every flow and returns once all are done, with the replayed flows in the order they
     /// were given (each with its response or its error). Failures are flow errors, never thrown.
+    /// Call it once.
     @discardableResult
     public func run() async -> [HTTPFlow] {
         let flows = self.flows
@@ -128,7 +129,9 @@ public final class ClientReplay: Sendable {
 
 /// One replayed exchange: drives the flow's `HTTPStreamStateMachine` as `HTTPProxyHandler` does,
 /// with the recorded request standing in for the client and nobody to answer. Server connections
-/// come from a `ClientConnectionContext` of its own (the recorded client), closed at the end.
+/// come from a `ClientConnectionContext` of its own (the recorded client), closed at the end; its
+/// mode is the proxy's first mode when that is upstream mode (so replays go through the upstream
+/// proxy, as in mitmproxy), regular mode otherwise.
 ///
 /// Confined to its event loop. It keeps itself alive from `start` to the end (the server handler
 /// only holds its delegate weakly).
