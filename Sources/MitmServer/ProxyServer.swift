@@ -11,8 +11,8 @@ import Synchronization
 /// connection and every server connection it opens stay on one event loop.
 public final class ProxyServer: Sendable {
     public let options: ProxyOptions
-    private let services: ProxyServices
-    private let group: MultiThreadedEventLoopGroup
+    let services: ProxyServices
+    let group: MultiThreadedEventLoopGroup
     private let listeners = Mutex<[any Channel]>([])
     private let ownsGroup: Bool
 

@@ -208,6 +208,9 @@ public struct HTTPStreamStateMachine: Sendable {
                 preconditionFailure("Internal inconsistency: hook completed in a state that runs none")
             }
         }
+        if flow.isKilled, let emitErrorHook = killCheck {
+            return killed(emitErrorHook: emitErrorHook)
+        }
         switch state {
         case .requestHeadersHook:
             return afterRequestHeadersHook()
@@ -232,6 +235,31 @@ public struct HTTPStreamStateMachine: Sendable {
         case .readingRequestBody, .awaitingResponse, .readingResponseBody, .streamedResponseSent, .done:
             preconditionFailure("Internal inconsistency: hook completed in a state that runs none")
         }
+    }
+
+    /// After which hooks an addon may kill the flow (`HTTPFlow.kill()`), and whether the error hook
+    /// runs then: not after the response hook, as in mitmproxy (`check_killed`). `nil` where a kill
+    /// is not checked (the error hook itself).
+    private var killCheck: Bool? {
+        switch state {
+        case .requestHeadersHook, .requestHook, .responseHeadersHook: true
+        case .responseHook, .streamedResponseHook: false
+        case .readingRequestBody, .awaitingResponse, .readingResponseBody, .streamedResponseSent, .errorHook, .done: nil
+        }
+    }
+
+    /// An addon killed the flow: nothing more is forwarded, and the client gets no answer (its
+    /// connection, or HTTP/2 stream, is closed) once the error hook has run.
+    private mutating func killed(emitErrorHook: Bool) -> Action {
+        responseStarted = true  // so nothing is answered
+        body = nil
+        flow.error = FlowError(FlowError.killedMessage)
+        guard emitErrorHook else {
+            state = .done
+            return .closeClient
+        }
+        state = .errorHook(status: nil)
+        return runHook(.error)
     }
 
     /// The flow failed and its hooks have run: answer with `status`, or close a client whose response
