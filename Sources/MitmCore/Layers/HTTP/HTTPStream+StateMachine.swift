@@ -50,7 +50,8 @@ public struct HTTPStreamStateMachine: Sendable {
         /// Answer the client with an error response (its status and a readable reason), then the
         /// exchange is over.
         case sendErrorResponse(status: Int, message: String)
-        /// The response had begun when the exchange failed: the client connection must be closed.
+        /// The response had begun when the exchange failed, or an addon killed the flow: the client
+        /// connection must be closed.
         case closeClient
     }
 
@@ -85,6 +86,8 @@ public struct HTTPStreamStateMachine: Sendable {
     private var responseStarted = false
     /// Whether the response came from an addon rather than the server.
     private var responseFromAddon = false
+    /// Whether an addon killed the flow: once its error hook has run, the client is closed unanswered.
+    private var killed = false
     /// Whether a hook is out with the driver (answered by `hookCompleted(_:)`).
     private var hookInFlight = false
     /// A failure that happened while a hook was out; it is handled once the hook completes.
@@ -208,6 +211,19 @@ public struct HTTPStreamStateMachine: Sendable {
                 preconditionFailure("Internal inconsistency: hook completed in a state that runs none")
             }
         }
+        if flow.isKilled, !killed {
+            switch state {
+            case .requestHeadersHook, .requestHook, .responseHeadersHook, .responseHook, .streamedResponseHook:
+                // An addon killed the flow (`flow.kill()`): the error hook runs, then the client
+                // connection is closed without an answer (mitmproxy's `check_killed`).
+                killed = true
+                state = .errorHook(status: nil)
+                body = nil
+                return runHook(.error)
+            case .errorHook, .readingRequestBody, .awaitingResponse, .readingResponseBody, .streamedResponseSent, .done:
+                break
+            }
+        }
         switch state {
         case .requestHeadersHook:
             return afterRequestHeadersHook()
@@ -238,6 +254,9 @@ public struct HTTPStreamStateMachine: Sendable {
     /// had begun.
     private mutating func finishFailed(status: Int?) -> Action {
         state = .done
+        if killed {
+            return .closeClient
+        }
         if let status, !responseStarted {
             return .sendErrorResponse(status: status, message: flow.error?.message ?? "")
         }
