@@ -70,9 +70,9 @@ import Testing
         arguments: [
             ("/~d example.com", "expected 2 parts", 0),
             ("/~d example.com/404/x", "found 3", 0),
-            ("/~d example.com/abc", "expected an integer from 100 to 999", 17),
-            ("/~d example.com/99", "expected an integer from 100 to 999", 17),
-            ("/~d example.com/1000", "expected an integer from 100 to 999", 17),
+            ("/~d example.com/abc", "expected an integer from 100 to 999", 16),
+            ("/~d example.com/99", "expected an integer from 100 to 999", 16),
+            ("/~d example.com/1000", "expected an integer from 100 to 999", 16),
             ("/~zz/404", "invalid filter", 1),
             ("", "empty spec", 0),
         ]

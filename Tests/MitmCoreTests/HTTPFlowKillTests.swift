@@ -25,12 +25,14 @@ struct HTTPFlowKillTests {
     func killedInRequestHook() {
         var machine = HTTPStreamStateMachine(flow: Self.flow(), limits: .init())
         #expect(machine.start() == .runHook(.requestHeaders))
-        #expect(machine.hookCompleted(machine.flow) == .wait)
+        let unchanged = machine.flow
+        #expect(machine.hookCompleted(unchanged) == .wait)
         #expect(machine.requestEndReceived(trailers: nil) == .runHook(.request))
         var edited = machine.flow
         edited.kill()
         #expect(machine.hookCompleted(edited) == .runHook(.error))
-        #expect(machine.hookCompleted(machine.flow) == .closeClient)
+        let afterErrorHook = machine.flow
+        #expect(machine.hookCompleted(afterErrorHook) == .closeClient)
         #expect(machine.isDone)
         #expect(machine.flow.isKilled)
     }
@@ -42,6 +44,7 @@ struct HTTPFlowKillTests {
         var edited = machine.flow
         edited.kill()
         #expect(machine.hookCompleted(edited) == .runHook(.error))
-        #expect(machine.hookCompleted(machine.flow) == .closeClient)
+        let afterErrorHook = machine.flow
+        #expect(machine.hookCompleted(afterErrorHook) == .closeClient)
     }
 }

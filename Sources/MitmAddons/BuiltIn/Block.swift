@@ -70,7 +70,7 @@ public struct IPAddressClass: Sendable, Hashable {
     /// benchmarking and other reserved ranges of the IANA special-purpose registries.
     public var isPrivate: Bool {
         let ranges = isIPv4 ? Self.privateIPv4 : Self.privateIPv6
-        return ranges.contains { contains(network: $0.network, prefixLength: $0.prefixLength) }
+        return ranges.contains { self.contains(network: $0.network, prefixLength: $0.prefixLength) }
     }
 
     /// Python's `is_global`: not private, and for IPv4 not in the shared address space
@@ -92,9 +92,9 @@ public struct IPAddressClass: Sendable, Hashable {
         return true
     }
 
-    private typealias Range = (network: [UInt8], prefixLength: Int)
+    private typealias Network = (network: [UInt8], prefixLength: Int)
 
-    private static let privateIPv4: [Range] = [
+    private static let privateIPv4: [Network] = [
         ([0, 0, 0, 0], 8),
         ([10, 0, 0, 0], 8),
         ([127, 0, 0, 0], 8),
@@ -116,7 +116,7 @@ public struct IPAddressClass: Sendable, Hashable {
         return padded.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
     }
 
-    private static let privateIPv6: [Range] = [
+    private static let privateIPv6: [Network] = [
         (v6([0, 0, 0, 0, 0, 0, 0, 1]), 128),  // loopback
         (v6([]), 128),  // unspecified
         (v6([0, 0, 0, 0, 0, 0xFFFF]), 96),  // IPv4-mapped

@@ -73,7 +73,7 @@ public struct StickyCookie: Addon {
                     && request.path.hasPrefix(origin.path)
             }
             .sorted { $0.key.path.count > $1.key.path.count }  // longer paths first (RFC 6265 §5.4)
-            .flatMap(\.value)
+            .flatMap { $0.value }
         }
         guard !applicable.isEmpty else { return }
         var names = Set<String>()
