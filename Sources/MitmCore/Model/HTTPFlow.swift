@@ -153,19 +153,6 @@ public struct HTTPFlow: Sendable, Hashable, Identifiable {
     }
 }
 
-extension HTTPFlow {
-    /// mitmproxy's `flow.kill()`: called from a request or response hook, the client connection is
-    /// closed once the hook is through, without an answer (the error hook runs first). The flow
-    /// keeps the error "Connection killed." and is no longer live.
-    public mutating func kill() {
-        error = FlowError(FlowError.killedMessage)
-        isLive = false
-    }
-
-    /// Whether `kill()` was called (or the client went away, which mitmproxy reports the same way).
-    public var isKilled: Bool { error?.message == FlowError.killedMessage }
-}
-
 extension UUID {
     /// A random (version 4) UUID from a generator seeded once from the system, so making a flow
     /// does not cost a `getrandom` system call.

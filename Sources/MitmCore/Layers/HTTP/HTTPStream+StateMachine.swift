@@ -50,8 +50,7 @@ public struct HTTPStreamStateMachine: Sendable {
         /// Answer the client with an error response (its status and a readable reason), then the
         /// exchange is over.
         case sendErrorResponse(status: Int, message: String)
-        /// The response had begun when the exchange failed, or an addon killed the flow: the client
-        /// connection must be closed.
+        /// The response had begun when the exchange failed: the client connection must be closed.
         case closeClient
     }
 
@@ -86,8 +85,6 @@ public struct HTTPStreamStateMachine: Sendable {
     private var responseStarted = false
     /// Whether the response came from an addon rather than the server.
     private var responseFromAddon = false
-    /// Whether an addon killed the flow: once its error hook has run, the client is closed unanswered.
-    private var killed = false
     /// Whether a hook is out with the driver (answered by `hookCompleted(_:)`).
     private var hookInFlight = false
     /// A failure that happened while a hook was out; it is handled once the hook completes.
@@ -211,18 +208,8 @@ public struct HTTPStreamStateMachine: Sendable {
                 preconditionFailure("Internal inconsistency: hook completed in a state that runs none")
             }
         }
-        if flow.isKilled, !killed {
-            switch state {
-            case .requestHeadersHook, .requestHook, .responseHeadersHook, .responseHook, .streamedResponseHook:
-                // An addon killed the flow (`flow.kill()`): the error hook runs, then the client
-                // connection is closed without an answer (mitmproxy's `check_killed`).
-                killed = true
-                state = .errorHook(status: nil)
-                body = nil
-                return runHook(.error)
-            case .errorHook, .readingRequestBody, .awaitingResponse, .readingResponseBody, .streamedResponseSent, .done:
-                break
-            }
+        if flow.isKilled, let emitErrorHook = killCheck {
+            return killed(emitErrorHook: emitErrorHook)
         }
         switch state {
         case .requestHeadersHook:
@@ -250,13 +237,35 @@ public struct HTTPStreamStateMachine: Sendable {
         }
     }
 
+    /// After which hooks an addon may kill the flow (`HTTPFlow.kill()`), and whether the error hook
+    /// runs then: not after the response hook, as in mitmproxy (`check_killed`). `nil` where a kill
+    /// is not checked (the error hook itself).
+    private var killCheck: Bool? {
+        switch state {
+        case .requestHeadersHook, .requestHook, .responseHeadersHook: true
+        case .responseHook, .streamedResponseHook: false
+        case .readingRequestBody, .awaitingResponse, .readingResponseBody, .streamedResponseSent, .errorHook, .done: nil
+        }
+    }
+
+    /// An addon killed the flow: nothing more is forwarded, and the client gets no answer (its
+    /// connection, or HTTP/2 stream, is closed) once the error hook has run.
+    private mutating func killed(emitErrorHook: Bool) -> Action {
+        responseStarted = true  // so nothing is answered
+        body = nil
+        flow.error = FlowError(FlowError.killedMessage)
+        guard emitErrorHook else {
+            state = .done
+            return .closeClient
+        }
+        state = .errorHook(status: nil)
+        return runHook(.error)
+    }
+
     /// The flow failed and its hooks have run: answer with `status`, or close a client whose response
     /// had begun.
     private mutating func finishFailed(status: Int?) -> Action {
         state = .done
-        if killed {
-            return .closeClient
-        }
         if let status, !responseStarted {
             return .sendErrorResponse(status: status, message: flow.error?.message ?? "")
         }
