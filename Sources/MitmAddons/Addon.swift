@@ -14,6 +14,8 @@ public protocol Addon: Sendable {
     var name: String { get }
 
     // MARK: Connection lifecycle
+    /// A client connected. Nothing is read from it until every addon has run this hook; setting
+    /// `client.error` has the connection closed without being served (what `Block` does).
     func clientConnected(_ client: inout ClientConnection, context: AddonContext) async throws
     func clientDisconnected(_ client: ClientConnection, context: AddonContext) async throws
     func serverConnect(_ data: inout ServerConnectionHookData, context: AddonContext) async throws

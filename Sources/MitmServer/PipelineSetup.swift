@@ -16,9 +16,21 @@ enum PipelineSetup {
         let client = ClientConnection(peername: peer, sockname: local, proxyMode: spec.spec)
         let connection = ClientConnectionContext(services: services, eventLoop: channel.eventLoop, mode: spec.mode, client: client)
         services.track(client: channel)
-        services.notify { addons in
-            var client = client
-            await addons.clientConnected(&client)
+        // client_connected blocks, as in mitmproxy: nothing is read from the client until the addons
+        // have run, and a hook that sets `client.error` (the block addon) has the connection closed
+        // without being served. The pipeline is built now; reads start once the hook is through.
+        let waitsForHook = !services.addons.addons.isEmpty
+        if waitsForHook {
+            try channel.syncOptions?.setOption(.autoRead, value: false)
+        }
+        services.runHooks(on: client, eventLoop: channel.eventLoop, { await $0.clientConnected(&$1) }) { edited in
+            if let error = edited.error {
+                connection.client.error = error
+                services.logger.debug("Client connection closed by an addon: \(error)", metadata: ["client": "\(peer)"])
+                channel.close(promise: nil)
+            } else if waitsForHook {
+                try? channel.syncOptions?.setOption(.autoRead, value: true)
+            }
         }
         channel.closeFuture.whenComplete { _ in
             connection.close()

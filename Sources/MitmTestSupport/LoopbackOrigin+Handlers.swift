@@ -188,6 +188,10 @@ final class OriginRequestHandler: ChannelInboundHandler, RemovableChannelHandler
             encoder.outputFormatting = [.sortedKeys]
             let json = (try? encoder.encode(echo)).map(Array.init) ?? []
             send(200, [("Content-Type", "application/json")], json)
+        case "set-cookie":
+            // `/set-cookie?name=value`: sets that cookie for the whole site.
+            let cookies = query.sorted { $0.key < $1.key }.map { ("Set-Cookie", "\($0.key)=\($0.value); Path=/") }
+            send(200, [("Content-Type", "text/plain")] + cookies, Array("cookies set".utf8))
         case "bytes" where parts.count == 2 && Int(parts[1]) != nil:
             sendPattern(count: Int(parts[1])!, chunked: false, isHead: isHead, keepAlive: keepAlive, version: version, context: context)
         case "chunked" where parts.count == 2 && Int(parts[1]) != nil:

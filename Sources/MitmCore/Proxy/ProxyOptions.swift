@@ -65,6 +65,13 @@ public struct ProxyOptions: Sendable, Hashable {
     /// `show_ignored_hosts`: record connections that `ignore_hosts`/`allow_hosts` pass through as
     /// TCP flows (still without TLS interception: the flow holds what went over the wire).
     public var showIgnoredHosts: Bool = false
+    /// `onboarding`: serve the onboarding app (the CA certificate and how to install it) at
+    /// `onboarding_host` (`Onboarding` addon).
+    public var onboarding: Bool = true
+    /// `onboarding_host`: the host the onboarding app answers for, through the proxy.
+    public var onboardingHost: String = "mitm.it"
+    /// `onboarding_port`: the port it answers on; `nil` means any port.
+    public var onboardingPort: Int? = nil
 
     /// `onboarding`: answer requests to ``onboardingHost`` with the CA installation page.
     public var onboarding: Bool = true
@@ -74,6 +81,13 @@ public struct ProxyOptions: Sendable, Hashable {
     public var onboardingPort: Int? = nil
 
     public init() {}
+
+    /// Whether requests to `host`:`port` are answered by the onboarding app. The server needs this
+    /// too: that host need not exist, so it is neither connected to on CONNECT (`eager`) nor asked
+    /// for its certificate (`upstream_cert`).
+    public func isOnboardingTarget(host: String, port: Int) -> Bool {
+        onboarding && host.lowercased() == onboardingHost.lowercased() && (onboardingPort == nil || onboardingPort == port)
+    }
 
     public enum ConnectionStrategy: String, Sendable, Hashable {
         case eager

@@ -695,9 +695,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// answered, so a target that cannot be reached gets a 502 to the CONNECT itself (with a flow
     /// recording the error) rather than a 200 and a dead tunnel. The connection is kept for the
     /// tunnel's first use. In upstream mode the upstream proxy answers for the server instead;
-    /// `connection_strategy=lazy` answers at once.
+    /// `connection_strategy=lazy` answers at once, and so does a CONNECT to the onboarding host,
+    /// which the onboarding addon answers and which need not exist.
     private func connectThenOpenTunnel(_ request: HTTPRequest) {
-        guard connection.upstreamProxy == nil, services.options.connectionStrategy == .eager else {
+        guard connection.upstreamProxy == nil, services.options.connectionStrategy == .eager,
+            !services.options.isOnboardingTarget(host: request.host, port: request.port)
+        else {
             pendingConnect = nil
             openTunnel(request)
             return

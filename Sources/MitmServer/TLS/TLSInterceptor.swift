@@ -101,9 +101,12 @@ enum TLSInterceptor {
 
     /// With `upstream_cert`, the server comes first: its certificate's names go into ours, and its ALPN
     /// choice becomes ours. Failures are logged and leave `nil` (the request will fail with a 502).
+    /// Not for the onboarding host: the onboarding addon answers for it, and it need not exist.
     private static func connectEagerly(hello: ClientHello, connection: ClientConnectionContext) -> EventLoopFuture<UpstreamConnection?> {
         let eventLoop = connection.eventLoop
-        guard connection.options.upstreamCert, let target = connection.originalServerAddress else {
+        guard connection.options.upstreamCert, let target = connection.originalServerAddress,
+            !connection.options.isOnboardingTarget(host: target.host, port: target.port)
+        else {
             return eventLoop.makeSucceededFuture(nil)
         }
         if case .reverse(let reverse) = connection.mode, !reverse.usesTLS {
