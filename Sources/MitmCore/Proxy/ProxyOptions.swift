@@ -73,12 +73,6 @@ public struct ProxyOptions: Sendable, Hashable {
     /// `onboarding_port`: the port it answers on; `nil` means any port.
     public var onboardingPort: Int? = nil
 
-    /// `onboarding`: answer requests to ``onboardingHost`` with the CA installation page.
-    public var onboarding: Bool = true
-    /// `onboarding_host`: the host the onboarding page is served on.
-    public var onboardingHost: String = "mitm.it"
-    /// `onboarding_port`: serve the onboarding page on this port only; `nil` means any port.
-    public var onboardingPort: Int? = nil
 
     public init() {}
 
