@@ -96,6 +96,13 @@ import Testing
         ])
         #expect(rule.candidates(for: "http://example.com/") == [dir + "/index.html"])
         #expect(rule.candidates(for: "http://example.com/../x") == [])
+        // The rest as mitmproxy 11's file_candidates gives them (checked against it):
+        #expect(rule.candidates(for: "http://example.com//x//") == [dir + "/x", dir + "/x/index.html"])
+        #expect(rule.candidates(for: "http://example.com/./a/./b") == [dir + "/a/b", dir + "/a/b/index.html"])
+        let grouped = try #require(try MapLocal(specs: ["|example.com(/.*)|\(dir)"]).rules.first)
+        #expect(grouped.candidates(for: "http://example.com/x.css") == [], "a group starting with / is absolute")
+        let optional = try #require(try MapLocal(specs: ["|example.com/(x)?|\(dir)"]).rules.first)
+        #expect(optional.candidates(for: "http://example.com/y") == [dir + "/index.html"], "an unmatched group is empty")
     }
 
     @Test func unknownExtensionIsOctetStream() {

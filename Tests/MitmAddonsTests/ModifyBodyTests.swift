@@ -140,6 +140,21 @@ import Testing
         #expect(logs.all.contains { $0.level == .warning }, "\(logs.all)")
     }
 
+    @Test func matchesAndGroupsAsPythonsReSub() async throws {
+        // Expected values are Python's: re.sub(b"x*", b"-", b"abxd"), re.sub(b"(a)|b", b"[\\g<1>]", b"ab"),
+        // re.sub(b"$", b"!", b"ab\n").
+        let cases: [(spec: String, body: String, expected: String)] = [
+            ("/x*/-", "abxd", "-a-b--d-"),
+            (#"/(a)|b/[\g<1>]"#, "ab", "[a][]"),
+            ("/$/!", "ab\n", "ab!\n!"),
+        ]
+        for c in cases {
+            var flow = RewriteFixtures.flow(method: "POST", body: c.body)
+            try await ModifyBody(specs: [c.spec]).request(&flow, context: context)
+            #expect(flow.request.text == c.expected, "\(c.spec)")
+        }
+    }
+
     @Test func replacementReferringToAMissingGroupIsRejected() {
         let error = #expect(throws: ModifySpecError.self) { try ModifyBody(specs: [#"/(a)/\g<2>"#]) }
         #expect(error?.description.contains("invalid group reference 2") == true, "\(String(describing: error))")
