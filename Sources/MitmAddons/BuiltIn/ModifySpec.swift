@@ -290,7 +290,7 @@ struct SpecRegex: @unchecked Sendable, Hashable {
             if dotMatchesNewlines { options.insert(.dotMatchesLineSeparators) }
             regex = try NSRegularExpression(pattern: translated, options: options)
         } catch {
-            throw ModifySpecError(spec: spec, reason: .invalidRegex(pattern: source, detail: Self.describe(error)))
+            throw ModifySpecError(spec: spec, reason: .invalidRegex(pattern: source, detail: Self.diagnose(source)))
         }
     }
 
@@ -378,12 +378,41 @@ struct SpecRegex: @unchecked Sendable, Hashable {
         return String(scalars)
     }
 
-    /// A readable reason from ICU's error, which Foundation on Linux reports only as a code.
-    private static func describe(_ error: any Error) -> String {
-        let ns = error as NSError
-        if let reason = ns.userInfo[NSLocalizedFailureReasonErrorKey] as? String { return reason }
-        if let detail = ns.userInfo[NSDebugDescriptionErrorKey] as? String { return detail }
-        return "rejected by the regular expression engine (\(ns.domain) \(ns.code))"
+    /// A readable reason: Foundation on Linux reports ICU's rejection without one, so the common
+    /// mistakes (unbalanced parentheses, an unclosed `[`, a trailing backslash, a leading
+    /// quantifier) are found here, with their position in the pattern.
+    static func diagnose(_ pattern: String) -> String {
+        let s = Array(pattern.unicodeScalars)
+        var open: [Int] = []
+        var classStart: Int?
+        var i = 0
+        if let first = s.first, "*+?".unicodeScalars.contains(first) { return "nothing to repeat at position 0" }
+        while i < s.count {
+            let c = s[i]
+            if c == "\\" {
+                if i + 1 == s.count { return "trailing backslash at position \(i)" }
+                i += 2
+                continue
+            }
+            if let start = classStart {
+                // A `]` right after `[` or `[^` is a literal.
+                let firstMember = s[start + 1] == "^" ? start + 2 : start + 1
+                if c == "]", i > firstMember { classStart = nil }
+                i += 1
+                continue
+            }
+            switch c {
+            case "[": classStart = i
+            case "(": open.append(i)
+            case ")":
+                if open.popLast() == nil { return "unbalanced parenthesis at position \(i)" }
+            default: break
+            }
+            i += 1
+        }
+        if let start = classStart { return "unterminated character set at position \(start)" }
+        if let start = open.last { return "missing ), unterminated subpattern at position \(start)" }
+        return "not a valid regular expression"
     }
 }
 
