@@ -158,5 +158,13 @@ import Testing
     @Test func replacementReferringToAMissingGroupIsRejected() {
         let error = #expect(throws: ModifySpecError.self) { try ModifyBody(specs: [#"/(a)/\g<2>"#]) }
         #expect(error?.description.contains("invalid group reference 2") == true, "\(String(describing: error))")
+        let named = #expect(throws: ModifySpecError.self) { try ModifyBody(specs: [#"/(?P<a>x)/\g<b>"#]) }
+        #expect(named?.description.contains("unknown group name 'b'") == true, "\(String(describing: named))")
+    }
+
+    @Test func namedGroups() async throws {
+        var flow = RewriteFixtures.flow(method: "POST", body: "key=value")
+        try await ModifyBody(specs: [#"/(?P<k>\w+)=(?<v>\w+)/\g<v>=\g<k>"#]).request(&flow, context: context)
+        #expect(flow.request.text == "value=key")
     }
 }

@@ -37,7 +37,7 @@ public struct ModifyBody: Addon {
             if spec.replacementFile == nil {
                 let bytes = try spec.readReplacement()
                 do throws(ReplacementTemplateError) {
-                    self.template = try ReplacementTemplate(SpecRegex.latin1String(bytes), groupCount: regex.groupCount)
+                    self.template = try ReplacementTemplate(SpecRegex.latin1String(bytes), groupCount: regex.groupCount, groupNames: regex.groupNames)
                 } catch {
                     throw ModifySpecError(spec: spec.spec, reason: .invalidReplacement(replacement: spec.replacement, detail: error.detail))
                 }
@@ -51,7 +51,7 @@ public struct ModifyBody: Addon {
             if let template { return template }
             let bytes = try spec.readReplacement()
             do throws(ReplacementTemplateError) {
-                return try ReplacementTemplate(SpecRegex.latin1String(bytes), groupCount: regex.groupCount)
+                return try ReplacementTemplate(SpecRegex.latin1String(bytes), groupCount: regex.groupCount, groupNames: regex.groupNames)
             } catch {
                 throw ModifySpecError(spec: spec.spec, reason: .invalidReplacement(replacement: spec.replacement, detail: error.detail))
             }

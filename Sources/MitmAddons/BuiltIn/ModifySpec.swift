@@ -304,6 +304,13 @@ struct SpecRegex: @unchecked Sendable, Hashable {
 
     var groupCount: Int { regex.numberOfCaptureGroups }
 
+    /// The names of the pattern's named groups, `(?P<name>…)` or `(?<name>…)`.
+    var groupNames: Set<String> {
+        let finder = try! NSRegularExpression(pattern: #"(?<!\\)\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>"#)
+        let ns = source as NSString
+        return Set(finder.matches(in: source, range: NSRange(location: 0, length: ns.length)).map { ns.substring(with: $0.range(at: 1)) })
+    }
+
     func firstMatch(in text: String) -> NSTextCheckingResult? {
         regex.firstMatch(in: text, options: [], range: NSRange(location: 0, length: (text as NSString).length))
     }
@@ -428,9 +435,9 @@ struct ReplacementTemplate: Sendable, Hashable {
 
     var pieces: [Piece]
 
-    /// Parses `template` for a regex with `groupCount` groups and the given group names; the
-    /// error's text says what is wrong.
-    init(_ template: String, groupCount: Int) throws(ReplacementTemplateError) {
+    /// Parses `template` for a regex with `groupCount` groups named `groupNames`; the error's text
+    /// says what is wrong, as Python's would.
+    init(_ template: String, groupCount: Int, groupNames: Set<String> = []) throws(ReplacementTemplateError) {
         let s = Array(template.unicodeScalars)
         var pieces: [Piece] = []
         var literal: [Unicode.Scalar] = []
@@ -474,6 +481,7 @@ struct ReplacementTemplate: Sendable, Hashable {
                 } else if !name.isEmpty, name.unicodeScalars.allSatisfy({ $0 == "_" || $0.properties.isAlphabetic || ("0"..."9").contains($0) }),
                     !("0"..."9").contains(name.unicodeScalars.first!)
                 {
+                    guard groupNames.contains(name) else { throw ReplacementTemplateError(detail: "unknown group name '\(name)'") }
                     flush()
                     pieces.append(.named(name))
                 } else {
