@@ -24,11 +24,7 @@ public struct MapRemote: Addon {
         public init(_ spec: ModifySpec) throws(ModifySpecError) {
             self.spec = spec
             self.regex = try SpecRegex(spec.subject, spec: spec.spec)
-            do throws(ReplacementTemplateError) {
-                self.template = try ReplacementTemplate(spec.replacement, groupCount: regex.groupCount, groupNames: regex.groupNames)
-            } catch {
-                throw ModifySpecError(spec: spec.spec, reason: .invalidReplacement(replacement: spec.replacement, detail: error.detail))
-            }
+            self.template = try regex.template(spec.replacement, for: spec)
         }
     }
 

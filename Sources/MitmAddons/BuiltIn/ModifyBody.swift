@@ -35,12 +35,7 @@ public struct ModifyBody: Addon {
             self.spec = spec
             self.regex = try SpecRegex(bytes: try spec.unescapedSubject(), dotMatchesNewlines: true, spec: spec.spec)
             if spec.replacementFile == nil {
-                let bytes = try spec.readReplacement()
-                do throws(ReplacementTemplateError) {
-                    self.template = try ReplacementTemplate(SpecRegex.latin1String(bytes), groupCount: regex.groupCount, groupNames: regex.groupNames)
-                } catch {
-                    throw ModifySpecError(spec: spec.spec, reason: .invalidReplacement(replacement: spec.replacement, detail: error.detail))
-                }
+                self.template = try regex.template(SpecRegex.latin1String(try spec.readReplacement()), for: spec)
             } else {
                 self.template = nil
             }
@@ -49,12 +44,7 @@ public struct ModifyBody: Addon {
         /// The template to use now: the parsed inline one, or the file read and parsed again.
         func currentTemplate() throws -> ReplacementTemplate {
             if let template { return template }
-            let bytes = try spec.readReplacement()
-            do throws(ReplacementTemplateError) {
-                return try ReplacementTemplate(SpecRegex.latin1String(bytes), groupCount: regex.groupCount, groupNames: regex.groupNames)
-            } catch {
-                throw ModifySpecError(spec: spec.spec, reason: .invalidReplacement(replacement: spec.replacement, detail: error.detail))
-            }
+            return try regex.template(SpecRegex.latin1String(try spec.readReplacement()), for: spec)
         }
     }
 

@@ -21,7 +21,7 @@ import MitmCore
 ///   readable when the spec is parsed.
 ///
 /// What the subject is (a header name, a regular expression over the body or URL) is up to the
-/// addon; ``init(parsing:)`` only splits, compiles the filter and checks the file.
+/// addon; ``init(parsing:replacementIsFile:)`` only splits, compiles the filter and checks the file.
 public struct ModifySpec: Sendable, Hashable {
     /// The spec as given.
     public let spec: String
@@ -51,7 +51,8 @@ public struct ModifySpec: Sendable, Hashable {
         }
         self.separator = separator
         let rest = String(spec.unicodeScalars.dropFirst())
-        var pieces = rest.unicodeScalars.split(separator: separator, omittingEmptySubsequences: false).map { String(String.UnicodeScalarView($0)) }
+        var pieces = rest.unicodeScalars.split(separator: separator, omittingEmptySubsequences: false)
+            .map { String(String.UnicodeScalarView($0)) }
         if pieces.count == 4, pieces[3].isEmpty {
             // `|filter|subject|replacement|`: the last separator closes the spec.
             pieces.removeLast()
@@ -308,7 +309,17 @@ struct SpecRegex: @unchecked Sendable, Hashable {
     var groupNames: Set<String> {
         let finder = try! NSRegularExpression(pattern: #"(?<!\\)\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>"#)
         let ns = source as NSString
-        return Set(finder.matches(in: source, range: NSRange(location: 0, length: ns.length)).map { ns.substring(with: $0.range(at: 1)) })
+        let matches = finder.matches(in: source, range: NSRange(location: 0, length: ns.length))
+        return Set(matches.map { ns.substring(with: $0.range(at: 1)) })
+    }
+
+    /// `text` parsed as a replacement template for this pattern; an error names `spec`'s replacement.
+    func template(_ text: String, for spec: ModifySpec) throws(ModifySpecError) -> ReplacementTemplate {
+        do throws(ReplacementTemplateError) {
+            return try ReplacementTemplate(text, groupCount: groupCount, groupNames: groupNames)
+        } catch {
+            throw ModifySpecError(spec: spec.spec, reason: .invalidReplacement(replacement: spec.replacement, detail: error.detail))
+        }
     }
 
     func firstMatch(in text: String) -> NSTextCheckingResult? {
@@ -478,10 +489,13 @@ struct ReplacementTemplate: Sendable, Hashable {
                 let name = String(String.UnicodeScalarView(s[(i + 3)..<close]))
                 if let index = Int(name), index >= 0 {
                     try reference(index)
-                } else if !name.isEmpty, name.unicodeScalars.allSatisfy({ $0 == "_" || $0.properties.isAlphabetic || ("0"..."9").contains($0) }),
+                } else if !name.isEmpty,
+                    name.unicodeScalars.allSatisfy({ $0 == "_" || $0.properties.isAlphabetic || ("0"..."9").contains($0) }),
                     !("0"..."9").contains(name.unicodeScalars.first!)
                 {
-                    guard groupNames.contains(name) else { throw ReplacementTemplateError(detail: "unknown group name '\(name)'") }
+                    guard groupNames.contains(name) else {
+                        throw ReplacementTemplateError(detail: "unknown group name '\(name)'")
+                    }
                     flush()
                     pieces.append(.named(name))
                 } else {
@@ -502,7 +516,9 @@ struct ReplacementTemplate: Sendable, Hashable {
                 if let second = digit(i + 2) {
                     if first < 8, second < 8, let third = octal(i + 3) {
                         let value = first * 64 + second * 8 + third
-                        guard value <= 0o377 else { throw ReplacementTemplateError(detail: "octal escape value \\\(first)\(second)\(third) outside of range 0-0o377") }
+                        guard value <= 0o377 else {
+                            throw ReplacementTemplateError(detail: "octal escape \\\(first)\(second)\(third) above \\377")
+                        }
                         literal.append(Unicode.Scalar(UInt8(value)))
                         i += 4
                     } else {
