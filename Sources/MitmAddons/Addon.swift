@@ -13,6 +13,11 @@ public protocol Addon: Sendable {
     /// The name used in logs.
     var name: String { get }
 
+    /// The hooks this addon implements, if it declares them; `nil` (the default) means it may
+    /// implement any. Declaring them lets the proxy skip the rest: a proxy whose only addon watches
+    /// connections (block_global, on by default) then runs no task per request.
+    var hooks: Set<HookName>? { get }
+
     // MARK: Connection lifecycle
     /// A client connected. Nothing is read from it until every addon has run this hook; setting
     /// `client.error` has the connection closed without being served (what `Block` does).
@@ -62,6 +67,7 @@ public protocol Addon: Sendable {
 
 extension Addon {
     public var name: String { String(describing: type(of: self)) }
+    public var hooks: Set<HookName>? { nil }
 
     public func clientConnected(_ client: inout ClientConnection, context: AddonContext) async throws {}
     public func clientDisconnected(_ client: ClientConnection, context: AddonContext) async throws {}

@@ -7,9 +7,22 @@ public final class AddonManager: Sendable {
     public let addons: [any Addon]
     public let context: AddonContext
 
+    /// For each hook, the addons that may implement it, in order.
+    private let addonsByHook: [HookName: [any Addon]]
+
     public init(addons: [any Addon], context: AddonContext) {
         self.addons = addons
         self.context = context
+        var byHook: [HookName: [any Addon]] = [:]
+        for hook in HookName.allCases {
+            byHook[hook] = addons.filter { $0.hooks?.contains(hook) ?? true }
+        }
+        self.addonsByHook = byHook
+    }
+
+    /// Whether any addon may implement `hook`: when none does, running it can be skipped.
+    public func handles(_ hook: HookName) -> Bool {
+        !(addonsByHook[hook] ?? addons).isEmpty
     }
 
     /// Runs `hook` on each addon with the same value, passing edits along the chain.
@@ -18,7 +31,7 @@ public final class AddonManager: Sendable {
         _ value: inout Value,
         _ call: (any Addon, inout Value, AddonContext) async throws -> Void
     ) async {
-        for addon in addons {
+        for addon in addonsByHook[hook] ?? addons {
             do {
                 try await call(addon, &value, context)
             } catch {

@@ -108,7 +108,11 @@ extension OptionDefinition {
             read: { .list($0[keyPath: path]) },
             write: { options, value in
                 guard case .list(let items) = value else { return }
-                for item in items { try check(item) }
+                for item in items {
+                    do { try check(item) } catch {
+                        throw OptionValueError(items.count > 1 ? "'\(item)': \(error)" : "\(error)")
+                    }
+                }
                 options[keyPath: path] = items
             }
         )

@@ -1,3 +1,4 @@
+import MitmAddons
 import MitmCore
 
 extension Options {
@@ -129,23 +130,28 @@ extension Options {
     private static let addonDefinitions: [OptionDefinition] = [
         .sequence(
             "modify_headers", \.modifyHeaders,
-            "Header rules [/filter]/name/value: on matching flows, replace header name with value (from a file with @path); an empty value removes it. Any character may stand for the slash."
+            "Header rules [/filter]/name/value: on matching flows, replace header name with value (from a file with @path); an empty value removes it. Any character may stand for the slash.",
+            check: { _ = try ModifyHeaders(specs: [$0]) }
         ),
         .sequence(
             "modify_body", \.modifyBody,
-            "Body rules [/filter]/regex/replacement: on matching flows, replace regex in the decoded body (the replacement from a file with @path). Any character may stand for the slash."
+            "Body rules [/filter]/regex/replacement: on matching flows, replace regex in the decoded body (the replacement from a file with @path). Any character may stand for the slash.",
+            check: { _ = try ModifyBody(specs: [$0]) }
         ),
         .sequence(
             "map_remote", \.mapRemote,
-            "URL rules [|filter]|regex|replacement: on matching requests, replace regex in the URL, sending the request elsewhere. Any character may stand for the bar."
+            "URL rules [|filter]|regex|replacement: on matching requests, replace regex in the URL, sending the request elsewhere. Any character may stand for the bar.",
+            check: { _ = try MapRemote(specs: [$0]) }
         ),
         .sequence(
             "map_local", \.mapLocal,
-            "Rules [|filter]|url-regex|path: answer matching requests from a local file, or from a directory by the rest of the URL's path. Any character may stand for the bar."
+            "Rules [|filter]|url-regex|path: answer matching requests from a local file, or from a directory by the rest of the URL's path. Any character may stand for the bar.",
+            check: { _ = try MapLocal(specs: [$0]) }
         ),
         .sequence(
             "block_list", \.blockList,
-            "Rules /filter/status: answer matching requests with that status and an empty body; status 444 closes the connection without an answer."
+            "Rules /filter/status: answer matching requests with that status and an empty body; status 444 closes the connection without an answer.",
+            check: { _ = try BlockList(specs: [$0]) }
         ),
         .bool("block_global", \.blockGlobal, "Refuse clients from globally routable IP addresses (those from the local machine are always served)."),
         .bool("block_private", \.blockPrivate, "Refuse clients from private IP addresses (those from the local machine are always served)."),
@@ -164,9 +170,7 @@ extension Options {
             "server_replay_extra", \.serverReplayExtra,
             "What happens to requests without a recorded response: forward sends them to the server, kill closes the connection, a status code (204, 404…) answers with it.",
             check: { text in
-                guard text == "forward" || text == "kill" || (Int(text).map { (100...999).contains($0) } ?? false) else {
-                    throw OptionValueError("expected forward, kill or a status code such as 204 or 404")
-                }
+                do throws(ServerPlaybackOptionError) { _ = try ServerPlaybackOptions.Extra(parsing: text) } catch { throw OptionValueError("expected " + error.expected) }
             }
         ),
         .bool("server_replay_ignore_content", \.serverReplayIgnoreContent, "Ignore request bodies when matching requests to recorded ones."),

@@ -240,7 +240,7 @@ final class ClientConnectionContext: @unchecked Sendable {
             http2[connection.key] = connection
         }
         let data = ServerConnectionHookData(client: client, server: connection.server)
-        services.notify { await $0.serverConnected(data) }
+        services.notify(.serverConnected) { await $0.serverConnected(data) }
         connection.channel.closeFuture.whenComplete { _ in
             self.open[id] = nil
             if self.http2[connection.key] === connection {
@@ -250,7 +250,7 @@ final class ClientConnectionContext: @unchecked Sendable {
             var server = connection.server
             server.timestampEnd = now()
             let data = ServerConnectionHookData(client: self.client, server: server)
-            self.services.notify { await $0.serverDisconnected(data) }
+            self.services.notify(.serverDisconnected) { await $0.serverDisconnected(data) }
         }
     }
 
@@ -300,7 +300,7 @@ final class ClientConnectionContext: @unchecked Sendable {
         var failed = TCPFlow(clientConnection: client, serverConnection: server)
         failed.error = FlowError(message)
         let flow = failed
-        services.notify { addons in
+        services.notify(.tcpStart, .tcpError) { addons in
             var flow = flow
             await addons.run(.start, on: &flow)
             await addons.run(.error, on: &flow)

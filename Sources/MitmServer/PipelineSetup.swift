@@ -19,11 +19,11 @@ enum PipelineSetup {
         // client_connected blocks, as in mitmproxy: nothing is read from the client until the addons
         // have run, and a hook that sets `client.error` (the block addon) has the connection closed
         // without being served. The pipeline is built now; reads start once the hook is through.
-        let waitsForHook = !services.addons.addons.isEmpty
+        let waitsForHook = services.addons.handles(.clientConnected)
         if waitsForHook {
             try channel.syncOptions?.setOption(.autoRead, value: false)
         }
-        services.runHooks(on: client, eventLoop: channel.eventLoop, { await $0.clientConnected(&$1) }) { edited in
+        services.runHooks(.clientConnected, on: client, eventLoop: channel.eventLoop, { await $0.clientConnected(&$1) }) { edited in
             if let error = edited.error {
                 connection.client.error = error
                 services.logger.debug("Client connection closed by an addon: \(error)", metadata: ["client": "\(peer)"])
@@ -37,7 +37,7 @@ enum PipelineSetup {
             var client = connection.client
             client.timestampEnd = now()
             let closed = client
-            services.notify { await $0.clientDisconnected(closed) }
+            services.notify(.clientDisconnected) { await $0.clientDisconnected(closed) }
         }
         let pipeline = channel.pipeline.syncOperations
         switch spec.mode {

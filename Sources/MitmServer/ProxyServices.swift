@@ -75,13 +75,14 @@ final class ProxyServices: Sendable {
     /// The hook chain starts as an immediate task: addons that do not suspend run straight away on
     /// the event loop thread, without a hop through the global executor.
     func runHooks<Value: Sendable>(
+        _ hook: HookName,
         on value: Value,
         eventLoop: any EventLoop,
         _ body: @escaping @Sendable (AddonManager, inout Value) async -> Void,
         completion: @escaping (Value) -> Void
     ) {
         let addons = self.addons
-        if addons.addons.isEmpty {
+        if !addons.handles(hook) {
             completion(value)
             return
         }
@@ -96,23 +97,24 @@ final class ProxyServices: Sendable {
 
     /// Runs an HTTP hook (see `runHooks`).
     func runHook(_ hook: HTTPHook, on flow: HTTPFlow, eventLoop: any EventLoop, completion: @escaping (HTTPFlow) -> Void) {
-        runHooks(on: flow, eventLoop: eventLoop, { await $0.run(hook, on: &$1) }, completion: completion)
+        runHooks(hook.name, on: flow, eventLoop: eventLoop, { await $0.run(hook, on: &$1) }, completion: completion)
     }
 
     /// Runs a WebSocket hook (see `runHooks`).
     func runWebSocketHook(_ hook: WebSocketHook, on flow: HTTPFlow, eventLoop: any EventLoop, completion: @escaping (HTTPFlow) -> Void) {
-        runHooks(on: flow, eventLoop: eventLoop, { await $0.run(hook, on: &$1) }, completion: completion)
+        runHooks(hook.name, on: flow, eventLoop: eventLoop, { await $0.run(hook, on: &$1) }, completion: completion)
     }
 
     /// Runs a TCP hook (see `runHooks`).
     func runTCPHook(_ hook: TCPHook, on flow: TCPFlow, eventLoop: any EventLoop, completion: @escaping (TCPFlow) -> Void) {
-        runHooks(on: flow, eventLoop: eventLoop, { await $0.run(hook, on: &$1) }, completion: completion)
+        runHooks(hook.name, on: flow, eventLoop: eventLoop, { await $0.run(hook, on: &$1) }, completion: completion)
     }
 
-    /// Runs any other hook, fire-and-forget, in the background (connection and TLS events).
-    func notify(_ body: @escaping @Sendable (AddonManager) async -> Void) {
+    /// Runs any other hook, fire-and-forget, in the background (connection and TLS events);
+    /// `hooks` are the ones `body` runs, so nothing starts when no addon implements them.
+    func notify(_ hooks: HookName..., body: @escaping @Sendable (AddonManager) async -> Void) {
         let addons = self.addons
-        guard !addons.addons.isEmpty else { return }
+        guard hooks.contains(where: addons.handles) else { return }
         Task.immediate { await body(addons) }
     }
 

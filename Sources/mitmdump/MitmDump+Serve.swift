@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MitmAddons
 import MitmCore
+import MitmIO
 import MitmOptions
 import MitmServer
 
@@ -27,29 +28,33 @@ extension MitmDump {
         }
         let addons: [any Addon]
         let readFilter: DumperOptions.Filter?
+        let replayFlows: [HTTPFlow]
+        let server: ProxyServer
         do {
             addons = try makeAddons(options)
             readFilter = try options.readfileFilter.map { try FlowFiles.compile($0, option: "readfile_filter") }
-        } catch {
-            logger.critical("\(error)")
-            throw ExitCode(1)
-        }
-        if !options.server {
-            // No proxy: run the addons on the flows of the file (if any), then stop.
-            let manager = AddonManager(addons: addons, context: AddonContext(options: options.proxy, logger: logger))
-            await manager.running()
-            let readOK = await FlowFiles.read(options.rfile, filter: readFilter, into: manager, logger: logger)
-            if options.keepserving { await waitForTermination() }
-            await manager.done()
-            if !readOK { throw ExitCode(1) }
-            return
-        }
-        let server: ProxyServer
-        do {
+            do {
+                replayFlows = try FlowReader.readHTTPFlows(paths: options.clientReplay)
+            } catch {
+                throw OptionError.invalid("client_replay", options.clientReplay.joined(separator: ", "), "\(error)")
+            }
             server = try ProxyServer(options: options.proxy, addons: addons, logger: logger)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(1)
+        }
+        let replay = options.clientReplay.isEmpty
+            ? nil : ClientReplay(server: server, flows: replayFlows, concurrency: options.clientReplayConcurrency)
+        if !options.server {
+            // No listener: run the addons on the flows of the file, replay the requests (their
+            // flows go through the same addons), then stop, unless told to keep serving.
+            await server.addons.running()
+            let readOK = await FlowFiles.read(options.rfile, filter: readFilter, into: server.addons, logger: logger)
+            await replay?.run()
+            if options.keepserving { await waitForTermination() }
+            await server.shutdown(grace: 0)
+            if !readOK { throw ExitCode(1) }
+            return
         }
         do {
             try await server.start()
@@ -58,6 +63,9 @@ extension MitmDump {
             throw ExitCode(1)
         }
         _ = await FlowFiles.read(options.rfile, filter: readFilter, into: server.addons, logger: logger)
+        if let replay {
+            Task { await replay.run() }
+        }
         await waitForTermination()
         await server.shutdown()
     }

@@ -51,7 +51,7 @@ struct ConfigYAMLTests {
             ("anticache: true\n  listen_port: 1\n", "config.yaml:2:14: invalid YAML:"),
             ("ignore_hosts: [a\n", "config.yaml:2:1: invalid YAML:"),
             ("- anticache\n", "config.yaml:1:1: expected a mapping of option names to values"),
-            ("block_list: ['/~q/x']\nstickyauth: '~q ~'\n", "config.yaml:2:13: Invalid value '~q ~' for option stickyauth: invalid filter expression"),
+            ("block_list: ['/~q/404']\nstickyauth: '~q ~'\n", "config.yaml:2:13: Invalid value '~q ~' for option stickyauth: invalid filter expression"),
         ]
     )
     func mistakes(yaml: String, message: String) {

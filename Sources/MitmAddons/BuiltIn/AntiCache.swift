@@ -4,6 +4,7 @@ import MitmCore
 /// answer 304 Not Modified (`If-None-Match`, `If-Modified-Since`), so every response carries its
 /// body and shows up whole in the flow.
 public struct AntiCache: Addon {
+    public var hooks: Set<HookName>? { [.request] }
     public let name = "anticache"
 
     public init() {}

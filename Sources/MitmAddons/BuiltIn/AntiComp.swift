@@ -3,6 +3,7 @@ import MitmCore
 /// mitmproxy's `anticomp` addon (`--anticomp`): asks servers for uncompressed responses
 /// (`Accept-Encoding: identity`), so bodies can be read and rewritten without decoding.
 public struct AntiComp: Addon {
+    public var hooks: Set<HookName>? { [.request] }
     public let name = "anticomp"
 
     public init() {}

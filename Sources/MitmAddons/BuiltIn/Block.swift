@@ -11,6 +11,7 @@ import MitmCore
 /// globally routable address is. Refusing sets `client.error` in `client_connected`, and the server
 /// closes the connection without reading from it.
 public struct Block: Addon {
+    public var hooks: Set<HookName>? { [.clientConnected] }
     public let name = "block"
     /// `block_global`: refuse clients on globally routable addresses.
     public let blockGlobal: Bool

@@ -9,6 +9,7 @@ import MitmCore
 /// still waiting for an answer are blocked (not flows read from a file, nor flows another addon
 /// has already answered or killed). A blocked flow gets `metadata["blocklisted"] = "true"`.
 public struct BlockList: Addon {
+    public var hooks: Set<HookName>? { [.request] }
     public let name = "blocklist"
 
     /// One parsed `block_list` spec.

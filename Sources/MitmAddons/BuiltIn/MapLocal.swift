@@ -26,6 +26,7 @@ import NIOCore
 /// body, and the candidates are logged as a warning. The local path must exist when the spec is
 /// parsed (`~` is expanded, symbolic links are resolved); the files are read on each request.
 public struct MapLocal: Addon {
+    public var hooks: Set<HookName>? { [.request] }
     public let name = "maplocal"
 
     /// One parsed rule.

@@ -13,6 +13,7 @@ import MitmCore
 /// escape decoding, as in mitmproxy); a replacement that does not give a valid
 /// `scheme://host[:port]/path` leaves the request unchanged, with a warning.
 public struct MapRemote: Addon {
+    public var hooks: Set<HookName>? { [.request] }
     public let name = "mapremote"
 
     /// One parsed rule.

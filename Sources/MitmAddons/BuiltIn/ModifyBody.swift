@@ -22,6 +22,7 @@ import NIOCore
 /// - Streamed bodies (`stream` set, or no buffered body) are not modified.
 /// - Specs run in order, each seeing the previous one's result; the filter is evaluated per spec.
 public struct ModifyBody: Addon {
+    public var hooks: Set<HookName>? { [.request, .response] }
     public let name = "modifybody"
 
     /// One parsed rule.

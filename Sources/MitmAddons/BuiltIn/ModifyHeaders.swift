@@ -17,6 +17,7 @@ import MitmCore
 /// an `@file` value is read each time, and a file that cannot be read is skipped with a warning.
 /// Flows that are not live (read from a file) are left alone.
 public struct ModifyHeaders: Addon {
+    public var hooks: Set<HookName>? { [.requestHeaders, .responseHeaders] }
     public let name = "modifyheaders"
 
     /// One parsed rule.

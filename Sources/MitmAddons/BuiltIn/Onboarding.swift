@@ -14,6 +14,7 @@ import NIOCore
 /// Over HTTPS (a CONNECT to the onboarding host) the server neither connects to that host nor asks
 /// it for a certificate (`ProxyOptions.isOnboardingTarget`), so set the same values there as here.
 public struct Onboarding: Addon {
+    public var hooks: Set<HookName>? { [.request] }
     public let name = "onboarding"
     /// `onboarding`: whether the app is served at all.
     public let isEnabled: Bool

@@ -85,6 +85,7 @@ public struct ServerPlaybackOptionError: Error, Sendable, Hashable, CustomString
 /// while recorded responses remain, is handled per `server_replay_extra`; once all are used up,
 /// requests go to their servers, as in mitmproxy.
 public final class ServerPlayback: Addon, Sendable {
+    public var hooks: Set<HookName>? { [.request] }
     public let name = "serverplayback"
     public let options: ServerPlaybackOptions
     /// The recorded flows by match key, each list in recording order. Protected by its mutex.

@@ -8,6 +8,7 @@ import Synchronization
 /// mitmproxy remembers the header of every request once the option is set; we remember it only from
 /// requests the filter matches, so credentials for hosts outside the filter are never held.
 public struct StickyAuth: Addon {
+    public var hooks: Set<HookName>? { [.request] }
     public let name = "stickyauth"
     public let filter: FlowFilter
     private let store = Store()

@@ -17,6 +17,7 @@ import Synchronization
 /// under other names and override the same-named ones (the server's latest value wins); and a
 /// `Domain` attribute matches subdomains as RFC 6265 §5.1.3 says, with or without its leading dot.
 public struct StickyCookie: Addon {
+    public var hooks: Set<HookName>? { [.request, .response] }
     public let name = "stickycookie"
     public let filter: FlowFilter
     private let jar = Jar()

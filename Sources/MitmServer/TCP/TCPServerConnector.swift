@@ -37,7 +37,7 @@ enum TCPServerConnector {
         let preconnected = connection.takePreconnected(for: target.address)
         opening.timestampStart = preconnected?.opened ?? now()
         let connectData = ServerConnectionHookData(client: client, server: opening)
-        services.notify { addons in
+        services.notify(.serverConnect) { addons in
             var data = connectData
             await addons.serverConnect(&data)
         }
@@ -65,12 +65,12 @@ enum TCPServerConnector {
                 }
                 return ready.map { server in
                     let data = ServerConnectionHookData(client: client, server: server)
-                    services.notify { await $0.serverConnected(data) }
+                    services.notify(.serverConnected) { await $0.serverConnected(data) }
                     channel.closeFuture.whenComplete { _ in
                         var closed = server
                         closed.timestampEnd = now()
                         let data = ServerConnectionHookData(client: client, server: closed)
-                        services.notify { await $0.serverDisconnected(data) }
+                        services.notify(.serverDisconnected) { await $0.serverDisconnected(data) }
                     }
                     return (channel, server)
                 }
@@ -90,7 +90,7 @@ enum TCPServerConnector {
     ) -> EventLoopFuture<ServerConnection> {
         let promise = channel.eventLoop.makePromise(of: String?.self)
         let startData = TLSHookData(side: .server, client: client, server: server)
-        services.notify { await $0.tls(.tlsStartServer, startData) }
+        services.notify(.tlsStartServer) { await $0.tls(.tlsStartServer, startData) }
         do {
             let context = try services.clientContext(alpn: target.alpnOffers)
             // SNI cannot carry an IP address (RFC 6066 §3).
@@ -107,7 +107,7 @@ enum TCPServerConnector {
                 server.timestampTLSSetup = now()
                 server.tls = TLSInfo.afterHandshake(on: channel, sni: target.sni, alpn: alpn, alpnOffers: target.alpnOffers)
                 let data = TLSHookData(side: .server, client: client, server: server)
-                services.notify { await $0.tls(.tlsEstablishedServer, data) }
+                services.notify(.tlsEstablishedServer) { await $0.tls(.tlsEstablishedServer, data) }
                 return server
             }
             .flatMapErrorThrowing { error in
@@ -115,7 +115,7 @@ enum TCPServerConnector {
                 var failed = server
                 failed.error = reason
                 let data = TLSHookData(side: .server, client: client, server: failed, error: reason)
-                services.notify { await $0.tls(.tlsFailedServer, data) }
+                services.notify(.tlsFailedServer) { await $0.tls(.tlsFailedServer, data) }
                 throw Failure(description: "TLS handshake failed with server \(host): \(reason)")
             }
     }

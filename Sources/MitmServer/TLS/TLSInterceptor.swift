@@ -69,7 +69,7 @@ enum TLSInterceptor {
                 do {
                     let context = try services.serverContext(for: request, leaf: leaf, alpn: alpn)
                     let data = TLSHookData(side: .client, client: connection.client)
-                    services.notify { await $0.tls(.tlsStartClient, data) }
+                    services.notify(.tlsStartClient) { await $0.tls(.tlsStartClient, data) }
                     let sync = peekContext.pipeline.syncOperations
                     try sync.addHandlers(
                         [
@@ -256,7 +256,7 @@ final class ClientTLSHandshakeHandler: ChannelInboundHandler, RemovableChannelHa
         )
         connection.client.timestampTLSSetup = now()
         let data = TLSHookData(side: .client, client: connection.client)
-        connection.services.notify { await $0.tls(.tlsEstablishedClient, data) }
+        connection.services.notify(.tlsEstablishedClient) { await $0.tls(.tlsEstablishedClient, data) }
         PipelineSetup.configureAfterClientTLS(context: context, connection: connection, alpn: alpn, tcpServer: tcpServer)
     }
 
@@ -273,7 +273,7 @@ final class ClientTLSHandshakeHandler: ChannelInboundHandler, RemovableChannelHa
             metadata: ["client": "\(connection.client.peername)"]
         )
         let data = TLSHookData(side: .client, client: connection.client, error: reason)
-        connection.services.notify { await $0.tls(.tlsFailedClient, data) }
+        connection.services.notify(.tlsFailedClient) { await $0.tls(.tlsFailedClient, data) }
         context.close(promise: nil)
     }
 }

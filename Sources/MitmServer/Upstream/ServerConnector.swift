@@ -28,7 +28,7 @@ enum ServerConnector {
         initial.timestampStart = preconnected?.opened ?? now()
         let connectData = ServerConnectionHookData(client: client, server: initial)
         let opening = initial
-        services.notify { addons in
+        services.notify(.serverConnect) { addons in
             var data = connectData
             await addons.serverConnect(&data)
         }
@@ -57,13 +57,13 @@ enum ServerConnector {
                 let ready: EventLoopFuture<String?>
                 if key.usesTLS {
                     let data = TLSHookData(side: .server, client: client, server: server)
-                    services.notify { await $0.tls(.tlsStartServer, data) }
+                    services.notify(.tlsStartServer) { await $0.tls(.tlsStartServer, data) }
                     ready = startTLS(on: channel, key: key, alpnOffers: alpnOffers, services: services)
                         .flatMapError { [server] error in
                             var failed = server
                             failed.error = "\(error)"
                             let data = TLSHookData(side: .server, client: client, server: failed, error: "\(error)")
-                            services.notify { await $0.tls(.tlsFailedServer, data) }
+                            services.notify(.tlsFailedServer) { await $0.tls(.tlsFailedServer, data) }
                             return eventLoop.makeFailedFuture(error)
                         }
                 } else {
@@ -76,7 +76,7 @@ enum ServerConnector {
                         server.timestampTLSSetup = now()
                         server.tls = TLSInfo.afterHandshake(on: channel, sni: key.sni, alpn: alpn, alpnOffers: alpnOffers)
                         let data = TLSHookData(side: .server, client: client, server: server)
-                        services.notify { await $0.tls(.tlsEstablishedServer, data) }
+                        services.notify(.tlsEstablishedServer) { await $0.tls(.tlsEstablishedServer, data) }
                     }
                     let kind = try configureHTTP(on: channel, http2: alpn == "h2", options: options)
                     let connection = UpstreamConnection(key: key, channel: channel, kind: kind, server: server)
