@@ -254,7 +254,7 @@ struct FlowPrinter {
             echoMessage(
                 rawContent: request.rawContent,
                 headers: request.headers,
-                query: ContentView.queryItems(ofPath: request.path)
+                query: FormURLEncoded.queryItems(ofPath: request.path)
             )
         }
         if detail >= 2 { echoTrailers(request.trailers) }
@@ -795,7 +795,7 @@ enum ContentView {
             return Array(JSONText.formatted(value).prefix(maxLines))
         case .urlEncoded:
             guard data.allSatisfy({ $0 < 0x80 }) else { return raw(data, maxLines: maxLines) }
-            return Array(pairs(decodeFormURLEncoded(String(decoding: data, as: UTF8.self))).prefix(maxLines))
+            return Array(pairs(FormURLEncoded.decode(String(decoding: data, as: UTF8.self))).prefix(maxLines))
         case .query:
             return Array(pairs(query).prefix(maxLines))
         case .hexDump:
@@ -869,57 +869,6 @@ enum ContentView {
             let label = key + ":"
             let padding = max(0, longest + 2 - label.unicodeScalars.count)
             return [(.header, label + String(repeating: " ", count: padding)), (.text, value)]
-        }
-    }
-
-    /// The query items of a request path (`/p?a=1&b` gives `a=1`, `b=`).
-    static func queryItems(ofPath path: String) -> [(String, String)] {
-        guard let question = path.firstIndex(of: "?") else { return [] }
-        var query = path[path.index(after: question)...]
-        if let hash = query.firstIndex(of: "#") { query = query[..<hash] }
-        return decodeFormURLEncoded(String(query))
-    }
-
-    /// Python's `parse_qsl(keep_blank_values=True)`: `&`-separated, `+` as space, percent-decoded.
-    static func decodeFormURLEncoded(_ text: String) -> [(String, String)] {
-        var items: [(String, String)] = []
-        for field in text.split(separator: "&", omittingEmptySubsequences: true) {
-            let parts = field.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = percentDecode(String(parts[0]))
-            let value = parts.count == 2 ? percentDecode(String(parts[1])) : ""
-            items.append((name, value))
-        }
-        return items
-    }
-
-    static func percentDecode(_ text: String) -> String {
-        let bytes = Array(text.utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var index = 0
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "+") {
-                out.append(UInt8(ascii: " "))
-            } else if byte == UInt8(ascii: "%"), index + 2 < bytes.count,
-                let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2])
-            {
-                out.append(high << 4 | low)
-                index += 2
-            } else {
-                out.append(byte)
-            }
-            index += 1
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
         }
     }
 }

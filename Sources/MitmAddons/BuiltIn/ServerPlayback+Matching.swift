@@ -34,13 +34,13 @@ extension ServerPlayback {
                 }
             }
             if !options.ignoreHost {
-                parts.append(.text(Self.prettyHost(request)))
+                parts.append(.text(request.prettyHost))
             }
             if !options.ignorePort {
                 parts.append(.number(request.port))
             }
             let ignoredParams = Set(options.ignoreParams)
-            for (name, value) in Self.decodeQuery(query) where !ignoredParams.contains(name) {
+            for (name, value) in FormURLEncoded.decode(query) where !ignoredParams.contains(name) {
                 parts.append(.text(name))
                 parts.append(.text(value))
             }
@@ -59,20 +59,6 @@ extension ServerPlayback {
             return (String(target[..<question]), target[target.index(after: question)...])
         }
 
-        /// The host the client named (Host header, or HTTP/2 `:authority`), else the request's
-        /// host: mitmproxy's `pretty_host`, so a recording made in transparent or reverse mode still
-        /// matches by name.
-        static func prettyHost(_ request: HTTPRequest) -> String {
-            let field: String?
-            if request.isHTTP2 || request.httpVersion == "HTTP/3" {
-                field = request.authority.isEmpty ? request.headers["host"] : request.authority
-            } else {
-                field = request.headers["host"]
-            }
-            guard let field, !field.isEmpty else { return request.host }
-            return Authority(parsing: field)?.host ?? field
-        }
-
         /// The fields of a `multipart/form-data` or `application/x-www-form-urlencoded` body, in
         /// order; `nil` for other bodies.
         static func formFields(_ request: HTTPRequest) -> [(String, [UInt8])]? {
@@ -84,49 +70,9 @@ extension ServerPlayback {
                 return multipartFields(bytes, boundary: boundary)
             }
             if contentType.hasPrefix("application/x-www-form-urlencoded") {
-                return decodeQuery(Substring(String(decoding: bytes, as: UTF8.self))).map { ($0.0, Array($0.1.utf8)) }
+                return FormURLEncoded.decode(String(decoding: bytes, as: UTF8.self)).map { ($0.0, Array($0.1.utf8)) }
             }
             return nil
-        }
-
-        /// Python's `parse_qsl(keep_blank_values=True)`: `&`-separated pairs, `+` as a space,
-        /// percent-decoded; a name without `=` has an empty value.
-        static func decodeQuery(_ query: Substring) -> [(String, String)] {
-            query.split(separator: "&").map { pair in
-                let pieces = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                return (percentDecode(pieces[0]), pieces.count == 2 ? percentDecode(pieces[1]) : "")
-            }
-        }
-
-        static func percentDecode(_ text: Substring) -> String {
-            let bytes = Array(text.utf8)
-            var out: [UInt8] = []
-            out.reserveCapacity(bytes.count)
-            var index = 0
-            while index < bytes.count {
-                let byte = bytes[index]
-                if byte == UInt8(ascii: "+") {
-                    out.append(UInt8(ascii: " "))
-                } else if byte == UInt8(ascii: "%"), index + 2 < bytes.count,
-                    let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2])
-                {
-                    out.append(high << 4 | low)
-                    index += 2
-                } else {
-                    out.append(byte)
-                }
-                index += 1
-            }
-            return String(decoding: out, as: UTF8.self)
-        }
-
-        private static func hexValue(_ byte: UInt8) -> UInt8? {
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-            default: nil
-            }
         }
 
         /// The `boundary` parameter of a multipart Content-Type, unquoted.

@@ -112,7 +112,7 @@ extension FlowFilter.RegexFilter {
         case .method:
             return pattern.search(flow.request.method)
         case .domain:
-            return pattern.search(flow.request.host) || pattern.search(FlowFilter.prettyHost(flow.request))
+            return pattern.search(flow.request.host) || pattern.search(flow.request.prettyHost)
         case .url:
             return pattern.search(flow.request.prettyURL)
         case .body, .requestBody, .responseBody, .source, .destination, .meta, .marker, .comment:
@@ -143,21 +143,5 @@ extension FlowFilter {
             out += "\(field.name): \(field.value)\r\n"
         }
         return out
-    }
-
-    /// mitmproxy's `request.pretty_host`: the host from the client's Host header (HTTP/2 and 3:
-    /// `:authority` first) without its port, else the request's host.
-    static func prettyHost(_ request: HTTPRequest) -> String {
-        let field: String?
-        if request.isHTTP2 || request.httpVersion == "HTTP/3" {
-            field = request.authority.isEmpty ? request.headers["host"] : request.authority
-        } else {
-            field = request.headers["host"]
-        }
-        guard let field, !field.isEmpty else { return request.host }
-        if let parsed = Authority(parsing: field) {
-            return parsed.host
-        }
-        return field
     }
 }

@@ -100,6 +100,14 @@ public struct HTTPRequest: Sendable, Hashable {
 
     /// The host the client named: the Host header, or for HTTP/2 and HTTP/3 the `:authority` first
     /// (mitmproxy's `host_header`).
+    /// mitmproxy's `pretty_host`: the host the client named (the Host header; for HTTP/2 and 3 the
+    /// `:authority` first) without its port, else ``host``. A field that is not a valid
+    /// `host[:port]` is returned as it is.
+    public var prettyHost: String {
+        guard let field = clientHostField, !field.isEmpty else { return host }
+        return Authority(parsing: field)?.host ?? field
+    }
+
     private var clientHostField: String? {
         if isHTTP2 || httpVersion == "HTTP/3" {
             return authority.isEmpty ? headers["host"] : authority

@@ -137,7 +137,7 @@ public enum HARWriter {
             ("httpVersion", .string(request.httpVersion)),
             ("cookies", pairs(requestCookies(request.headers))),
             ("headers", pairs(request.headers.fields.map { ($0.name, $0.value) })),
-            ("queryString", pairs(queryItems(request.path))),
+            ("queryString", pairs(FormURLEncoded.queryItems(ofPath: request.path))),
             ("headersSize", .int(headersSize(request.headers))),
             ("bodySize", .int(requestBody?.count ?? 0)),
         ]
@@ -145,7 +145,7 @@ public enum HARWriter {
             let contentType = request.headers["content-type"] ?? ""
             var params: [(String, String)] = []
             if let requestBody, contentType.lowercased().hasPrefix("application/x-www-form-urlencoded") {
-                params = parseURLEncoded(String(decoding: requestBody, as: UTF8.self))
+                params = FormURLEncoded.decode(String(decoding: requestBody, as: UTF8.self))
             }
             requestJSON.append(
                 (
@@ -315,56 +315,5 @@ public enum HARWriter {
             out.append(.object(cookie))
         }
         return out
-    }
-
-    /// The query of a path as name/value pairs (Python's `parse_qsl(keep_blank_values=True)`).
-    static func queryItems(_ path: String) -> [(String, String)] {
-        guard let q = path.firstIndex(of: "?") else { return [] }
-        var query = path[path.index(after: q)...]
-        if let hash = query.firstIndex(of: "#") { query = query[..<hash] }
-        return parseURLEncoded(String(query))
-    }
-
-    static func parseURLEncoded(_ text: String) -> [(String, String)] {
-        var out: [(String, String)] = []
-        for part in text.split(separator: "&") where !part.isEmpty {
-            let name: Substring
-            let value: Substring
-            if let eq = part.firstIndex(of: "=") {
-                name = part[..<eq]
-                value = part[part.index(after: eq)...]
-            } else {
-                name = part
-                value = ""
-            }
-            out.append((percentDecode(name), percentDecode(value)))
-        }
-        return out
-    }
-
-    private static func percentDecode(_ s: Substring) -> String {
-        let bytes = s.utf8.map { $0 == UInt8(ascii: "+") ? 0x20 : $0 }
-        var i = 0
-        // Second pass: %XX escapes.
-        var out: [UInt8] = []
-        while i < bytes.count {
-            if bytes[i] == UInt8(ascii: "%"), i + 2 < bytes.count, let h = hexValue(bytes[i + 1]), let l = hexValue(bytes[i + 2]) {
-                out.append(h << 4 | l)
-                i += 3
-            } else {
-                out.append(bytes[i])
-                i += 1
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

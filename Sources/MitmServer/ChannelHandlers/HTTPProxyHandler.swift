@@ -362,14 +362,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     ) {
         upstream = (server, handler)
         stream!.attachServerConnection(server.server)
-        var head = Self.serverRequestHead(request, bodyLength: bodyLength, toHTTP2: server.isHTTP2)
-        if server.usesAbsoluteForm {
-            // An HTTP upstream proxy takes the whole URL, and our credentials for it.
-            head.uri = request.url
-            if let authorization = services.options.upstreamProxyAuthorization {
-                head.headers.replaceOrAdd(name: "proxy-authorization", value: authorization)
-            }
-        }
+        let head = Self.serverRequestHead(request, bodyLength: bodyLength, on: server, options: services.options)
         handler.begin(head, delegate: self)
         for part in parts {
             handler.send(part, flush: false)
@@ -405,6 +398,21 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The request head as the server should see it: origin-form target, the server's HTTP
     /// version, and framing headers that match the body we send.
+    /// The request head for `server`: ``serverRequestHead(_:bodyLength:toHTTP2:)``, and for an HTTP
+    /// upstream proxy, which takes the whole URL, the absolute form with our credentials for it.
+    static func serverRequestHead(
+        _ request: HTTPRequest, bodyLength: Int?, on server: UpstreamConnection, options: ProxyOptions
+    ) -> HTTPRequestHead {
+        var head = serverRequestHead(request, bodyLength: bodyLength, toHTTP2: server.isHTTP2)
+        if server.usesAbsoluteForm {
+            head.uri = request.url
+            if let authorization = options.upstreamProxyAuthorization {
+                head.headers.replaceOrAdd(name: "proxy-authorization", value: authorization)
+            }
+        }
+        return head
+    }
+
     static func serverRequestHead(_ request: HTTPRequest, bodyLength: Int?, toHTTP2: Bool) -> HTTPRequestHead {
         var headers = request.headers.storage
         let version: HTTPVersion = request.httpVersion == "HTTP/1.0" && !toHTTP2 ? .http1_0 : .http1_1

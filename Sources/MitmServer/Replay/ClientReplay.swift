@@ -262,13 +262,7 @@ final class ReplayExchange: UpstreamExchangeDelegate {
     ) {
         upstream = (server, handler)
         stream.attachServerConnection(server.server)
-        var head = HTTPProxyHandler.serverRequestHead(request, bodyLength: bodyLength, toHTTP2: server.isHTTP2)
-        if server.usesAbsoluteForm {
-            head.uri = request.url
-            if let authorization = services.options.upstreamProxyAuthorization {
-                head.headers.replaceOrAdd(name: "proxy-authorization", value: authorization)
-            }
-        }
+        let head = HTTPProxyHandler.serverRequestHead(request, bodyLength: bodyLength, on: server, options: services.options)
         handler.begin(head, delegate: self)
         for part in parts {
             handler.send(part, flush: false)
