@@ -90,10 +90,28 @@ enum Curl {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on (bound, then released).
+/// A TCP port on 127.0.0.1 that refuses connections for the whole test run: a socket is bound to it
+/// and never listens, so no other test (or process) can take the port in the meantime, as could
+/// happen to a port merely released.
 func closedPort() async throws -> Int {
-    let origin = try await LoopbackOrigin.start(.plain)
-    let port = origin.port
-    await origin.shutdown()
-    return port
+    try ReservedClosedPort.port.get()
+}
+
+private enum ReservedClosedPort {
+    static let port: Result<Int, any Error> = Result {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw TestFailure("socket() failed: \(errno)") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                bind(descriptor, raw, length) == 0 && getsockname(descriptor, raw, &length) == 0
+            }
+        }
+        guard bound else { throw TestFailure("bind() failed: \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
 }
