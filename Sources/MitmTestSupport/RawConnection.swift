@@ -44,13 +44,13 @@ public final class RawConnection: Sendable {
 
     /// Waits until the peer closes the connection; returns whether it did within `timeout` seconds.
     @discardableResult
-    public func waitForClose(timeout: Double = 5) async -> Bool {
+    public func waitForClose(timeout: Double = 15) async -> Bool {
         await poll(timeout: timeout) { self.isClosedByPeer }
     }
 
     /// Waits until the received text contains `text`; returns whether it did within `timeout` seconds.
     @discardableResult
-    public func waitForText(_ text: String, timeout: Double = 5) async -> Bool {
+    public func waitForText(_ text: String, timeout: Double = 15) async -> Bool {
         await poll(timeout: timeout) { self.receivedText.contains(text) }
     }
 

@@ -28,7 +28,7 @@ public final class TCPRecordingAddon: Addon, Sendable {
 
     /// Waits until `hook` has been called (or `timeout` seconds pass); returns whether it was.
     @discardableResult
-    public func wait(for hook: HookName, timeout: Double = 5) async -> Bool {
+    public func wait(for hook: HookName, timeout: Double = 15) async -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if events.contains(where: { $0.hook == hook }) { return true }
