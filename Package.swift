@@ -4,6 +4,7 @@
 //
 //   MitmCore  <-  MitmAddons  <-  MitmServer  <-  mitmdump
 //   MitmCertificates  <-----------'
+//   MitmPathod  <-  pathod, pathoc          (the pathological HTTP toolkit; knows nothing of the proxy)
 //
 // `MitmCore` is the sans-I/O protocol core: it may use NIOCore's ByteBuffer, NIOHTTP1's value
 // types and swift-crypto's hashes, but never NIOPosix, NIOSSL or NIOHTTP2, so nothing in it can
@@ -24,6 +25,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "mitmdump", targets: ["mitmdump"]),
+        .executable(name: "pathod", targets: ["pathod"]),
+        .executable(name: "pathoc", targets: ["pathoc"]),
+        .library(name: "MitmPathod", targets: ["MitmPathod"]),
         .library(name: "MitmCore", targets: ["MitmCore"]),
         .library(name: "MitmAddons", targets: ["MitmAddons"]),
         .library(name: "MitmCertificates", targets: ["MitmCertificates"]),
@@ -115,9 +119,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // pathod and pathoc: the spec language (sans-I/O, under Language/) and its NIO server and client.
+        .target(
+            name: "MitmPathod",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "MitmTestSupport",
             dependencies: [
+                "MitmPathod",
                 "MitmCore",
                 "MitmAddons",
                 "MitmCertificates",
@@ -150,7 +168,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .executableTarget(
+            name: "pathod",
+            dependencies: ["MitmPathod", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "pathoc",
+            dependencies: ["MitmPathod", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: - Tests
+        .testTarget(
+            name: "MitmPathodTests",
+            dependencies: ["MitmPathod", "MitmTestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MitmCoreTests",
             dependencies: ["MitmCore", "MitmTestSupport"],
