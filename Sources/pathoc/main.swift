@@ -41,10 +41,10 @@ struct PathocCommand: AsyncParsableCommand {
     @Flag(name: [.short, .customLong("explain")], help: "Print each spec resolved, with random choices fixed, so it replays exactly.")
     var explain = false
 
-    @Flag(name: [.short, .customLong("show-request")], help: "Print each request's bytes.")
+    @Flag(name: [.customShort("q"), .customLong("show-request")], help: "Print each request's bytes.")
     var showRequest = false
 
-    @Flag(name: [.short, .customLong("show-response")], help: "Print each response's headers and body.")
+    @Flag(name: [.customShort("r"), .customLong("show-response")], help: "Print each response's headers and body.")
     var showResponse = false
 
     @Flag(name: [.customLong("http2")], help: "Speak HTTP/2 (not supported yet).")
@@ -102,8 +102,7 @@ struct PathocCommand: AsyncParsableCommand {
             }
         }
         let pathoc = Pathoc(configuration: configuration) { line in
-            print(line)
-            fflush(stdout)
+            FileHandle.standardOutput.write(Data((line + "\n").utf8))
         }
         let ok = await pathoc.run(messages, rounds: n)
         if !ok { throw ExitCode(1) }

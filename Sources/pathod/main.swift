@@ -13,16 +13,16 @@ struct PathodCommand: AsyncParsableCommand {
     @Option(name: [.short, .customLong("port")], help: "Port to listen on (0 picks a free one).")
     var port = 9999
 
-    @Option(name: [.short, .customLong("address")], help: "Address to listen on.")
+    @Option(name: [.customShort("l"), .customLong("address")], help: "Address to listen on.")
     var listenAddress = "127.0.0.1"
 
-    @Option(name: [.short, .customLong("anchor")], help: "An anchor: 'regex=spec'. Requests whose path matches get the spec. Repeatable.")
+    @Option(name: [.customShort("a"), .customLong("anchor")], help: "An anchor: 'regex=spec'. Requests whose path matches get the spec. Repeatable.")
     var anchors: [String] = []
 
     @Option(name: [.customLong("craft-anchor")], help: "The path prefix under which the rest of the path is a spec.")
     var craftAnchor = "/p/"
 
-    @Option(name: [.short, .customLong("staticdir")], help: "Directory that <path values are read from; without it file values are refused.")
+    @Option(name: [.customShort("d"), .customLong("staticdir")], help: "Directory that <path values are read from; without it file values are refused.")
     var staticDirectory: String?
 
     @Option(name: [.customLong("limit-size")], help: "Refuse (with 800) responses larger than this: a number with an optional b/k/m/g/t suffix.")
@@ -98,7 +98,7 @@ struct PathodCommand: AsyncParsableCommand {
 
         let jsonHandle: FileHandle?
         if let jsonLog, jsonLog != "-" {
-            if !FileManager.default.fileExists(atPath: jsonLog) { FileManager.default.createFile(atPath: jsonLog, contents: nil) }
+            if !FileManager.default.fileExists(atPath: jsonLog) { _ = FileManager.default.createFile(atPath: jsonLog, contents: nil) }
             guard let handle = FileHandle(forWritingAtPath: jsonLog) else { throw ValidationError("Cannot write the JSON log '\(jsonLog)'") }
             handle.seekToEndOfFile()
             jsonHandle = handle
@@ -114,14 +114,13 @@ struct PathodCommand: AsyncParsableCommand {
                     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                     if let data = try? encoder.encode(entry) { jsonHandle.write(data + Data("\n".utf8)) }
                 }
-                if !quiet && jsonHandle != FileHandle.standardOutput { print(summary(entry)) }
+                if !quiet && jsonHandle != FileHandle.standardOutput { writeLine(summary(entry)) }
             }
         } catch {
             throw ValidationError("\(error)")
         }
         let bound = try await server.start()
-        print("pathod listening on \(listenAddress):\(bound)")
-        fflush(stdout)
+        writeLine("pathod listening on \(listenAddress):\(bound)")
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let signals = [SIGINT, SIGTERM].map { sig in
@@ -151,8 +150,12 @@ func summary(_ entry: PathodLogEntry) -> String {
     default:
         line += (line.isEmpty ? "" : " ") + "\(entry.type): \(entry.message ?? "")"
     }
-    fflush(stdout)
     return line
+}
+
+/// Writes a line to standard output at once (no buffering, so a parent process sees it).
+func writeLine(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
 /// `100`, `10k`, `1m`, …: bytes.
