@@ -92,7 +92,7 @@ struct RenderTests {
         let settings = RenderSettings(isClient: true, requestHost: "example.com")
         guard case .request(let r) = try SpecParser.parseClientMessages("post:/p/:s'201:b\"a b\"':b'xyz':uf")[0] else { return }
         let bytes = try Renderer.layout(.request(try Resolver.resolve(r, settings: settings)), settings: settings).collect()
-        #expect(text(bytes) == "POST /p/201:b\"a%20b\" HTTP/1.1\r\nUser-Agent: \(UserAgent.all[4].value)\r\nContent-Length: 3\r\nHost: example.com\r\n\r\nxyz")
+        #expect(text(bytes) == "POST /p/201:b'a%20b' HTTP/1.1\r\nUser-Agent: \(UserAgent.all[4].value)\r\nContent-Length: 3\r\nHost: example.com\r\n\r\nxyz")
         guard case .request(let raw) = try SpecParser.parseClientMessages("get:/:r")[0] else { return }
         #expect(text(try Renderer.layout(.request(try Resolver.resolve(raw, settings: settings)), settings: settings).collect())
             == "GET / HTTP/1.1\r\n\r\n")

@@ -161,7 +161,7 @@ struct SpecFuzzTests {
     }
 
     @Test("escaping round-trips every byte")
-    func escaping() {
+    func escaping() throws {
         var rng = SplitMix64(seed: 7)
         for _ in 0..<500 {
             let bytes = (0..<Int(rng.next() % 64)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
