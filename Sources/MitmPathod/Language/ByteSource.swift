@@ -66,6 +66,19 @@ public struct RandomSource: ByteSource {
         var generator = SystemRandomNumberGenerator()
         var out = [UInt8](repeating: 0, count: n)
         let size = UInt64(alphabet.count)
+        if type == .bytes {
+            // Every byte value is allowed: copy whole random words.
+            out.withUnsafeMutableBytes { buffer in
+                var index = 0
+                while index < n {
+                    var word = generator.next()
+                    let take = min(8, n - index)
+                    withUnsafeBytes(of: &word) { buffer.baseAddress!.advanced(by: index).copyMemory(from: $0.baseAddress!, byteCount: take) }
+                    index += take
+                }
+            }
+            return out
+        }
         out.withUnsafeMutableBufferPointer { buffer in
             var index = 0
             while index < n {
