@@ -100,3 +100,51 @@ struct PathocCLITests {
         #expect(badSize.exitCode != 0 && badSize.errorOutput.contains("Invalid size limit 'lots'"), "\(badSize)")
     }
 }
+
+/// The `pathod` executable with its TLS certificate and JSON log options.
+@Suite("pathod executable", .timeLimit(.minutes(1)))
+struct PathodExecutableTests {
+    @Test("--cert serves the given certificate with -s; --json-log writes one JSON line per response")
+    func certificateAndJSONLog() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pathod-exe-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let certificate = try PathodCertificate.selfSigned(commonName: "custom.test")
+        let pem = directory.appendingPathComponent("cert.pem").path
+        try Data((certificate.certificatePEM + "\n" + (certificate.privateKeyPEM ?? "")).utf8).write(to: URL(fileURLWithPath: pem))
+        let log = directory.appendingPathComponent("log.jsonl").path
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: PathocCLITests.binary("pathod"))
+        process.arguments = ["-p", "0", "-s", "--cert", pem, "--json-log", log]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        // The first line names the port.
+        var text = ""
+        for _ in 0..<100 where !text.contains("\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        let port = try #require(text.split(separator: "\n").first?.split(separator: ":").last.map(String.init))
+        let result = try await CommandRunner.run(
+            "curl", ["-sk", "-v", "--max-time", "10", "https://127.0.0.1:\(port)/p/200:b'secret'"], timeout: 15
+        )
+        #expect(result.output == "secret", "\(result)")
+        #expect(result.errorOutput.contains("custom.test"), "\(result)")
+        var lines: [Substring] = []
+        for _ in 0..<100 {
+            lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+            if !lines.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let entry = try JSONDecoder().decode(PathodLogEntry.self, from: Data(try #require(lines.first).utf8))
+        #expect(entry.type == "crafted" && entry.response?.statusCode == 200 && entry.request?.tls == true)
+        #expect(entry.response?.body == "secret")
+    }
+}

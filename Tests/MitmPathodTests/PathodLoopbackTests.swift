@@ -173,3 +173,32 @@ final class LinesBox: @unchecked Sendable {
     func append(_ line: String) { lock.withLock { lines.append(line) } }
     var all: [String] { lock.withLock { lines } }
 }
+
+/// Mutated specs sent to a live pathod: each is answered (800 if it does not parse) or cut off,
+/// and pathod keeps serving.
+@Suite("pathod under fuzzed specs", .timeLimit(.minutes(1)))
+struct PathodFuzzTests {
+    @Test("pathod answers every mutated spec and survives")
+    func fuzzOverTheWire() async throws {
+        var generator = SpecFuzzTests.Generator(rng: SplitMix64(seed: 0x600D))
+        try await withPathod { pathod in
+            var answered = 0
+            for round in 0..<60 {
+                var spec = generator.mutate(round % 2 == 0 ? generator.response() : generator.frame())
+                // Pauses would only slow the test down; everything else goes.
+                spec = spec.replacingOccurrences(of: ":p", with: ":h")
+                let raw = try await RawConnection.connect(port: pathod.port)
+                try await raw.send("GET \(pathod.path(for: spec)) HTTP/1.1\r\nHost: x\r\n\r\n")
+                if await raw.waitForText("HTTP/1.1 ", timeout: 2) || raw.isClosedByPeer || !raw.received.isEmpty {
+                    answered += 1
+                }
+                await raw.close()
+            }
+            #expect(answered > 40)
+            let ok = try await RawConnection.connect(port: pathod.port)
+            try await ok.send("GET \(pathod.path(for: "200:b'alive'")) HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await ok.waitForText("alive"))
+            await ok.close()
+        }
+    }
+}

@@ -11,6 +11,8 @@ public struct PathodCertificate: Sendable {
     public var key: NIOSSLPrivateKey
     /// The leaf in PEM form, for clients that want to trust it.
     public var certificatePEM: String
+    /// The private key in PEM form, when pathod made it (nil for a loaded certificate).
+    public var privateKeyPEM: String?
 
     /// A self-signed certificate for `commonName` (pathod used `pathod.net`) with `localhost` and
     /// `127.0.0.1` as subject alternative names.
@@ -44,7 +46,8 @@ public struct PathodCertificate: Sendable {
         return PathodCertificate(
             chain: [try NIOSSLCertificate(bytes: der, format: .der)],
             key: try NIOSSLPrivateKey(bytes: Array(key.derRepresentation), format: .der),
-            certificatePEM: pem
+            certificatePEM: pem,
+            privateKeyPEM: key.pemRepresentation
         )
     }
 
@@ -54,7 +57,7 @@ public struct PathodCertificate: Sendable {
         guard !chain.isEmpty else { throw PathodConfigurationError("no certificate in \(path)") }
         let key = try NIOSSLPrivateKey(file: keyPath ?? path, format: .pem)
         let pem = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        return PathodCertificate(chain: chain, key: key, certificatePEM: pem)
+        return PathodCertificate(chain: chain, key: key, certificatePEM: pem, privateKeyPEM: nil)
     }
 
     func serverContext() throws -> NIOSSLContext {
