@@ -47,14 +47,10 @@ struct PathocCommand: AsyncParsableCommand {
     @Flag(name: [.customShort("r"), .customLong("show-response")], help: "Print each response's headers and body.")
     var showResponse = false
 
-    @Flag(name: [.customLong("http2")], help: "Speak HTTP/2 (not supported yet).")
+    @Flag(name: [.customLong("http2")], help: "Speak HTTP/2 (implies -s; the server must offer h2 by ALPN).")
     var http2 = false
 
     func run() async throws {
-        if http2 {
-            FileHandle.standardError.write(Data("pathoc: --http2 is not supported yet\n".utf8))
-            throw ExitCode(2)
-        }
         var hostName = host
         var hostPort: Int?
         if let colon = host.lastIndex(of: ":"), !host.hasSuffix("]") {
@@ -64,6 +60,7 @@ struct PathocCommand: AsyncParsableCommand {
             hostName = String(host[..<colon])
             hostPort = parsed
         }
+        let ssl = self.ssl || http2
         var configuration = PathocConfiguration(host: hostName, port: hostPort ?? port ?? (ssl ? 443 : 80))
         configuration.ssl = ssl
         configuration.sni = sni
@@ -104,7 +101,7 @@ struct PathocCommand: AsyncParsableCommand {
         let pathoc = Pathoc(configuration: configuration) { line in
             FileHandle.standardOutput.write(Data((line + "\n").utf8))
         }
-        let ok = await pathoc.run(messages, rounds: n)
+        let ok = http2 ? await pathoc.runHTTP2(messages, rounds: n) : await pathoc.run(messages, rounds: n)
         if !ok { throw ExitCode(1) }
     }
 }

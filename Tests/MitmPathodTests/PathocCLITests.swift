@@ -81,6 +81,27 @@ struct PathocCLITests {
         }
     }
 
+    @Test("--http2: requests on streams of one connection when pathod offers h2; refused when it does not")
+    func http2() async throws {
+        try await withPathod(configure: { $0.ssl = true }) { pathod in
+            let result = try await pathoc(["--http2", pathod.authority, "get:/p/200:x2", "get:'/p/404:b@100'"])
+            #expect(result.succeeded, "\(result)")
+            #expect(result.output == ">> get:/p/200\n<< 200 OK: 0 bytes\n>> get:/p/200\n<< 200 OK: 0 bytes\n>> get:'/p/404:b@100'\n<< 404 Not Found: 100 bytes\n", "\(result)")
+            let requests = pathod.requests
+            #expect(requests.count == 3 && requests.allSatisfy { $0.request?.httpVersion == "HTTP/2" })
+            #expect(Set(requests.compactMap(\.request?.remoteAddress)).count == 1, "one connection")
+            let frames = try await pathoc(["--http2", pathod.authority, "wf:b'x'"])
+            #expect(frames.exitCode != 0 && frames.output.contains("need HTTP/1"), "\(frames)")
+        }
+        try await withPathod(configure: {
+            $0.ssl = true
+            $0.http2 = false
+        }) { pathod in
+            let result = try await pathoc(["--http2", pathod.authority, "get:/p/200"])
+            #expect(result.exitCode != 0 && result.output.contains("HTTP/2 not offered by the server"), "\(result)")
+        }
+    }
+
     @Test("-t gives up on a server that hangs, and pathoc exits non-zero")
     func timeout() async throws {
         try await withPathod { pathod in

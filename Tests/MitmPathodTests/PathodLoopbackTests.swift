@@ -121,11 +121,17 @@ struct PathodLoopbackTests {
         }
     }
 
-    @Test("with -s every connection is TLS")
+    @Test("with -s every connection is TLS, offering HTTP/2 by ALPN")
     func ssl() async throws {
         try await withPathod(configure: { $0.ssl = true }) { pathod in
-            let t = try await curl(["-k", pathod.url(for: "200:b'secure'", scheme: "https")])
+            let t = try await curl(["-k", "--http1.1", pathod.url(for: "200:b'secure'", scheme: "https")])
             #expect(t.status == 200 && String(decoding: t.body, as: UTF8.self) == "secure", "\(t.result)")
+            let h2 = try await curl(["-k", "--http2", pathod.url(for: "201:b'over h2':h'X-A'='b'", scheme: "https")])
+            #expect(h2.status == 201 && String(decoding: h2.body, as: UTF8.self) == "over h2", "\(h2.result)")
+            #expect(h2.headers.hasPrefix("HTTP/2 201") && h2.headers.contains("x-a: b"), "\(h2.headers)")
+            let bad = try await curl(["-k", "--http2", pathod.url(for: "20x", scheme: "https")])
+            #expect(bad.status == 800 && String(decoding: bad.body, as: UTF8.self).contains("20x\n  ^"), "\(bad.result)")
+            #expect(pathod.log.last?.request?.httpVersion == "HTTP/2")
         }
     }
 

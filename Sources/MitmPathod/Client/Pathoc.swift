@@ -66,7 +66,7 @@ public enum PathocError: Error, CustomStringConvertible, Sendable {
 /// injections and disconnects included, over one connection, and reports what came back.
 public struct Pathoc: Sendable {
     public let configuration: PathocConfiguration
-    private let output: @Sendable (String) -> Void
+    let output: @Sendable (String) -> Void
 
     /// - Parameter output: receives each line pathoc prints.
     public init(configuration: PathocConfiguration, output: @escaping @Sendable (String) -> Void = { print($0) }) {

@@ -60,12 +60,13 @@ public struct PathodCertificate: Sendable {
         return PathodCertificate(chain: chain, key: key, certificatePEM: pem, privateKeyPEM: nil)
     }
 
-    func serverContext() throws -> NIOSSLContext {
+    /// A server context offering `protocols` by ALPN.
+    func serverContext(protocols: [String] = ["http/1.1"]) throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) },
             privateKey: .privateKey(key)
         )
-        configuration.applicationProtocols = ["http/1.1"]
+        configuration.applicationProtocols = protocols
         return try NIOSSLContext(configuration: configuration)
     }
 }

@@ -1,7 +1,10 @@
 import Foundation
 import NIOCore
+import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 import NIOSSL
+import NIOTLS
 
 /// How a ``PathodServer`` listens and what it may serve.
 public struct PathodConfiguration: Sendable {
@@ -22,8 +25,11 @@ public struct PathodConfiguration: Sendable {
     public var noHang = false
     /// Answer CONNECT with TLS (pathod's default); false serves the tunnel in plain text (`-C`).
     public var connectTLS = true
-    /// Speak TLS on every connection from the first byte (`-s`).
+    /// Speak TLS on every connection from the first byte (`-s`). Such connections offer HTTP/2
+    /// by ALPN (as pathod did), unless `http2` is false.
     public var ssl = false
+    /// Offer HTTP/2 on `-s` connections.
+    public var http2 = true
     /// The certificate for TLS; nil makes a self-signed one at start.
     public var certificate: PathodCertificate?
     /// Freeze each spec before serving it, so the log shows exactly what was sent.
@@ -45,6 +51,7 @@ public final class PathodServer: Sendable {
     public let configuration: PathodConfiguration
     private let anchors: Anchors
     private let tlsContext: NIOSSLContext
+    private let sslContext: NIOSSLContext
     /// The certificate TLS connections get; trust it to talk to pathod over TLS.
     public let certificate: PathodCertificate
     private let logStore: PathodLogStore
@@ -71,6 +78,7 @@ public final class PathodServer: Sendable {
         self.anchors = Anchors(anchors.map { (regex: $0.0, message: $0.2) })
         self.certificate = try configuration.certificate ?? PathodCertificate.selfSigned()
         self.tlsContext = try certificate.serverContext()
+        self.sslContext = try certificate.serverContext(protocols: configuration.http2 ? ["h2", "http/1.1"] : ["http/1.1"])
         self.logStore = PathodLogStore(sink: logSink)
     }
 
@@ -82,22 +90,46 @@ public final class PathodServer: Sendable {
     /// Binds and starts accepting; returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
-        let tls = configuration.ssl ? tlsContext : nil
+        let tls = configuration.ssl ? sslContext : nil
         let serverChannel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
-            .bind(host: configuration.host, port: configuration.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            .bind(host: configuration.host, port: configuration.port) { channel -> EventLoopFuture<EventLoopFuture<Negotiated>> in
+                guard let tls else {
+                    return channel.eventLoop.makeCompletedFuture {
+                        channel.eventLoop.makeSucceededFuture(.http1_1(try HTTP1Connection(wrappingChannelSynchronously: channel)))
+                    }
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                }.flatMap {
+                    channel.configureHTTP2AsyncSecureUpgrade(
+                        http1ConnectionInitializer: { channel in
+                            channel.eventLoop.makeCompletedFuture { try HTTP1Connection(wrappingChannelSynchronously: channel) }
+                        },
+                        http2ConnectionInitializer: { channel in
+                            channel.configureAsyncHTTP2Pipeline(mode: .server) { stream in
+                                stream.eventLoop.makeCompletedFuture {
+                                    try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                                    return try HTTP2Stream(wrappingChannelSynchronously: stream)
+                                }
+                            }
+                        }
+                    )
                 }
             }
         let port = serverChannel.channel.localAddress?.port ?? configuration.port
         let task = Task<Void, Never> {
             try? await serverChannel.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
+                    for try await negotiation in inbound {
+                        group.addTask {
+                            switch try? await negotiation.get() {
+                            case .http1_1(let connection): await self.serve(connection)
+                            case .http2(let multiplexer): await self.serveHTTP2(multiplexer)
+                            case nil: break
+                            }
+                        }
                     }
                 }
             }
@@ -124,6 +156,10 @@ public final class PathodServer: Sendable {
     }
 
     // MARK: - Connections
+
+    typealias HTTP1Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    typealias HTTP2Stream = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    typealias Negotiated = NIONegotiatedHTTPVersion<HTTP1Connection, NIOHTTP2Handler.AsyncStreamMultiplexer<HTTP2Stream>>
 
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         let channel = connection.channel
@@ -383,6 +419,101 @@ public final class PathodServer: Sendable {
         }
         let type = path == "/api/clear_log" ? "text/plain" : "application/json"
         return Array("HTTP/1.1 200 OK\r\nContent-Type: \(type)\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+    }
+
+    // MARK: - HTTP/2
+
+    /// An HTTP/2 connection (negotiated by ALPN on `-s` connections): each stream gets the spec its
+    /// path names. HTTP/2 carries no reason phrase and frames its own bytes, so reasons, raw flags
+    /// and the HTTP/1-only actions (d, i, p) are not applied; status, headers and body are.
+    private func serveHTTP2(_ multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<HTTP2Stream>) async {
+        try? await withThrowingDiscardingTaskGroup { group in
+            for try await stream in multiplexer.inbound {
+                group.addTask { try? await self.serveHTTP2Stream(stream) }
+            }
+        }
+    }
+
+    private func serveHTTP2Stream(_ stream: HTTP2Stream) async throws {
+        let remote = try? await stream.channel.parent?.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        try await stream.executeThenClose { inbound, outbound in
+            var requestHead: HTTPRequestHead?
+            for try await part in inbound {
+                if case .head(let head) = part { requestHead = head }
+                if case .end = part { break }
+            }
+            guard let requestHead else { return }
+            let info = PathodLogEntry.Request(
+                method: requestHead.method.rawValue, path: requestHead.uri, httpVersion: "HTTP/2",
+                headers: requestHead.headers.map { [$0.name, $0.value] }, remoteAddress: remote ?? nil, tls: true
+            )
+            let path = requestHead.uri
+            var message: ResponseSpec?
+            var failure: (reason: String, body: String)?
+            if let anchored = anchors.message(for: path) {
+                if case .response(let r) = anchored { message = r } else { failure = ("Spec Error", "HTTP/2 serves responses, not frames") }
+            } else if path.hasPrefix(configuration.craftAnchor), !configuration.noCraft {
+                let spec = String(path.dropFirst(configuration.craftAnchor.count))
+                let decoded = spec.removingPercentEncoding ?? spec
+                do throws(SpecParseError) {
+                    switch try SpecParser.parseServerMessage(decoded) {
+                    case .response(let r): message = r
+                    case .frame: failure = ("Spec Error", "HTTP/2 serves responses, not frames")
+                    }
+                } catch {
+                    failure = ("Parse Error", "Error parsing response spec: \(error)\n\(error.marked)\n")
+                }
+            } else {
+                failure = ("Not found", "No valid craft request found")
+            }
+            let settings = RenderSettings(staticDirectory: configuration.staticDirectory)
+            var resolved = Self.errorResponse(reason: failure?.reason ?? "", body: failure?.body ?? "")
+            if let message, failure == nil {
+                do {
+                    resolved = configuration.explain ? try Resolver.freeze(message, settings: settings) : try Resolver.resolve(message, settings: settings)
+                    if let limit = configuration.sizeLimit, try Renderer.layout(.response(resolved), settings: settings).maximumLength > limit {
+                        failure = ("Response too large.", "Response too large.")
+                    }
+                } catch {
+                    failure = ("Render Error", "Error rendering response spec: \(error)")
+                }
+                if let failure { resolved = Self.errorResponse(reason: failure.reason, body: failure.body) }
+            }
+            let started = Date()
+            var headers = HTTPHeaders()
+            var body: (any ByteSource)?
+            for feature in resolved.features {
+                if let header = Header(feature) {
+                    let name = String(decoding: try header.name.source(settings: settings).readAll(), as: UTF8.self).lowercased()
+                    let value = String(decoding: try header.valueSource(settings: settings).readAll(), as: UTF8.self)
+                    // Connection-specific fields are not allowed in HTTP/2 (RFC 9113 §8.2.2).
+                    if ["connection", "transfer-encoding", "keep-alive", "upgrade", "proxy-connection"].contains(name) { continue }
+                    headers.add(name: name, value: value)
+                }
+                if case .body(let value) = feature { body = try value.source(settings: settings) }
+            }
+            let code = Int(min(resolved.code ?? 200, 999))
+            try await outbound.write(.head(HTTPResponseHead(version: .http2, status: .init(statusCode: code), headers: headers)))
+            var written: UInt64 = 0
+            if let body {
+                while written < body.length {
+                    let block = try body.read(offset: written, count: Renderer.blockSize)
+                    if block.isEmpty { break }
+                    try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: block))))
+                    written += UInt64(block.count)
+                }
+            }
+            try await outbound.write(.end(nil))
+            let result = SendResult(disconnected: false, bytes: written, duration: Date().timeIntervalSince(started))
+            logStore.add { id in
+                var entry = PathodLogEntry(
+                    id: id, type: failure == nil ? "crafted" : "error", request: info,
+                    response: Self.describe(.response(resolved), result: result)
+                )
+                entry.message = failure?.body
+                return entry
+            }
+        }
     }
 
     // MARK: - Websockets
