@@ -70,7 +70,10 @@ struct PathocCLITests {
         try await withPathod { pathod in
             let tunnel = try await pathoc(["-s", "-c", "example.com:443", pathod.authority, "get:/p/200:b'x'"])
             #expect(tunnel.succeeded && tunnel.output.contains("<< 200 OK: 0 bytes"), "\(tunnel)")
-            #expect(pathod.log.last?.request?.tls == true)
+            #expect(pathod.log.last?.request?.tls == true && pathod.log.last?.request?.sni == "example.com")
+            let shown = try await pathoc(["-q", "-r", pathod.authority, "get:'/p/200:b\"hi\":h\"X-R\"=\"1\"'"])
+            #expect(shown.output.contains("GET /p/200:b\"hi\":h\"X-R\"=\"1\" HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n"), "\(shown)")
+            #expect(shown.output.contains("X-R: 1\nContent-Length: 2\nhi"), "\(shown)")
             let absolute = try await pathoc([pathod.authority, "get:'http://example.com/p/202'"])
             #expect(absolute.succeeded && absolute.output.contains("<< 202 Accepted"), "\(absolute)")
             #expect(pathod.log.last?.request?.path == "http://example.com/p/202")
@@ -78,6 +81,7 @@ struct PathocCLITests {
         try await withPathod(configure: { $0.ssl = true }) { pathod in
             let tls = try await pathoc(["-s", "--sni", "pathod.test", pathod.authority, "get:/p/201"])
             #expect(tls.succeeded && tls.output.contains("<< 201 Created"), "\(tls)")
+            #expect(pathod.log.last?.request?.sni == "pathod.test")
         }
     }
 

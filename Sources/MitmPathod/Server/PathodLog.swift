@@ -24,6 +24,8 @@ public struct PathodLogEntry: Codable, Sendable, Hashable {
         public var remoteAddress: String?
         /// Whether the request came over TLS (after CONNECT, or with `-s`).
         public var tls: Bool
+        /// The server name the client sent in its TLS ClientHello, if any.
+        public var sni: String?
     }
 
     public struct Response: Codable, Sendable, Hashable {

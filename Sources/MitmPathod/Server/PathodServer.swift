@@ -101,6 +101,7 @@ public final class PathodServer: Sendable {
                     }
                 }
                 return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(self.sniRecorder(for: channel))
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
                 }.flatMap {
                     channel.configureHTTP2AsyncSecureUpgrade(
@@ -157,6 +158,17 @@ public final class PathodServer: Sendable {
 
     // MARK: - Connections
 
+    /// Peeks the ClientHello of a connection about to speak TLS and records its server name.
+    private func sniRecorder(for channel: any Channel) -> ByteToMessageHandler<SNIHandler> {
+        let state = self.state
+        let key = ObjectIdentifier(channel)
+        channel.closeFuture.whenComplete { _ in state.forgetSNI(for: key) }
+        return ByteToMessageHandler(SNIHandler { result in
+            if case .hostname(let name) = result { state.recordSNI(name, for: key) }
+            return channel.eventLoop.makeSucceededVoidFuture()
+        })
+    }
+
     typealias HTTP1Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
     typealias HTTP2Stream = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
     typealias Negotiated = NIONegotiatedHTTPVersion<HTTP1Connection, NIOHTTP2Handler.AsyncStreamMultiplexer<HTTP2Stream>>
@@ -194,7 +206,8 @@ public final class PathodServer: Sendable {
                     }
                     let info = PathodLogEntry.Request(
                         method: head.first, path: head.second, httpVersion: head.third,
-                        headers: head.headers.map { [$0.name, $0.value] }, remoteAddress: remote, tls: tls
+                        headers: head.headers.map { [$0.name, $0.value] }, remoteAddress: remote, tls: tls,
+                        sni: state.sni(for: ObjectIdentifier(channel))
                     )
                     let outcome = try await answer(head, info: info, outbound: outbound, channel: channel)
                     switch outcome {
@@ -231,6 +244,7 @@ public final class PathodServer: Sendable {
             channel.writeAndFlush(ByteBuffer(string: "HTTP/1.1 200 Connection established\r\n\r\n"), promise: nil)
             if tls {
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context), position: .first)
+                try channel.pipeline.syncOperations.addHandler(self.sniRecorder(for: channel), position: .first)
             }
         }.get()
     }
@@ -435,7 +449,9 @@ public final class PathodServer: Sendable {
     }
 
     private func serveHTTP2Stream(_ stream: HTTP2Stream) async throws {
-        let remote = try? await stream.channel.parent?.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        let parent = stream.channel.parent
+        let remote = parent?.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        let sni = parent.flatMap { state.sni(for: ObjectIdentifier($0)) }
         try await stream.executeThenClose { inbound, outbound in
             var requestHead: HTTPRequestHead?
             for try await part in inbound {
@@ -445,7 +461,7 @@ public final class PathodServer: Sendable {
             guard let requestHead else { return }
             let info = PathodLogEntry.Request(
                 method: requestHead.method.rawValue, path: requestHead.uri, httpVersion: "HTTP/2",
-                headers: requestHead.headers.map { [$0.name, $0.value] }, remoteAddress: remote ?? nil, tls: true
+                headers: requestHead.headers.map { [$0.name, $0.value] }, remoteAddress: remote, tls: true, sni: sni
             )
             let path = requestHead.uri
             var message: ResponseSpec?
@@ -586,6 +602,7 @@ private final class ServerState: @unchecked Sendable {
     private var boundPort: Int?
     private var connections: [ObjectIdentifier: any Channel] = [:]
     private var timedOutConnections: Set<ObjectIdentifier> = []
+    private var serverNames: [ObjectIdentifier: String] = [:]
 
     func started(serverChannel: any Channel, task: Task<Void, Never>, port: Int) {
         lock.withLock {
@@ -611,8 +628,12 @@ private final class ServerState: @unchecked Sendable {
         lock.withLock {
             connections[ObjectIdentifier(channel)] = nil
             timedOutConnections.remove(ObjectIdentifier(channel))
+            serverNames[ObjectIdentifier(channel)] = nil
         }
     }
+    func recordSNI(_ name: String, for key: ObjectIdentifier) { lock.withLock { serverNames[key] = name } }
+    func sni(for key: ObjectIdentifier) -> String? { lock.withLock { serverNames[key] } }
+    func forgetSNI(for key: ObjectIdentifier) { _ = lock.withLock { serverNames.removeValue(forKey: key) } }
     func openConnections() -> [any Channel] { lock.withLock { Array(connections.values) } }
     func markTimedOut(_ channel: any Channel) { _ = lock.withLock { timedOutConnections.insert(ObjectIdentifier(channel)) } }
     func timedOut(_ channel: any Channel) -> Bool { lock.withLock { timedOutConnections.contains(ObjectIdentifier(channel)) } }
