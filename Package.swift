@@ -4,7 +4,8 @@
 //
 //   MitmCore  <-  MitmAddons  <-  MitmServer  <-  mitmdump
 //   MitmCertificates  <-----------'
-//   MitmPathod  <-  pathod, pathoc          (the pathological HTTP toolkit; knows nothing of the proxy)
+//   MitmPathod  <-  pathod, pathoc, MitmTestSupport   (the pathological HTTP toolkit: pathod and pathoc;
+//                                                      it knows nothing of the proxy, whose tests use it)
 //
 // `MitmCore` is the sans-I/O protocol core: it may use NIOCore's ByteBuffer, NIOHTTP1's value
 // types and swift-crypto's hashes, but never NIOPosix, NIOSSL or NIOHTTP2, so nothing in it can

@@ -98,6 +98,28 @@ struct PathodLoopbackTests {
         }
     }
 
+    @Test("--nocraft refuses URL specs, --nohang refuses pauses, -t closes idle connections")
+    func policies() async throws {
+        try await withPathod(configure: {
+            $0.noCraft = true
+            $0.anchors = [("/ok", "200")]
+        }) { pathod in
+            let refused = try await curl([pathod.url(for: "200")])
+            #expect(refused.status == 800 && refused.headers.contains("Crafting disabled."))
+            #expect(try await curl([pathod.baseURL + "/ok"]).status == 200)
+        }
+        try await withPathod(configure: { $0.noHang = true }) { pathod in
+            let refused = try await curl([pathod.url(for: "200:p0,5")])
+            #expect(refused.status == 800 && refused.headers.contains("Pauses have been disabled."))
+        }
+        try await withPathod(configure: { $0.timeout = 0.5 }) { pathod in
+            let idle = try await RawConnection.connect(port: pathod.port)
+            #expect(await idle.waitForClose(timeout: 10))
+            await idle.close()
+            #expect(await pathod.waitForLog { $0.type == "timeout" } != nil)
+        }
+    }
+
     @Test("a generated body streams: 16 MiB arrive whole")
     func bigBody() async throws {
         try await withPathod { pathod in

@@ -122,6 +122,21 @@ struct SpecFuzzTests {
         do {
             let messages = try SpecParser.parseClientMessages(spec)
             parsed += 1
+            // pathoc's side: resolving, explaining and the first blocks of rendering never crash.
+            let settings = RenderSettings(isClient: true, requestHost: "example.com")
+            for message in messages {
+                _ = try? Resolver.freeze(message, settings: settings)
+                let rendered: RenderedMessage?
+                switch message {
+                case .request(let r):
+                    rendered = (try? Resolver.resolve(r, settings: settings)).flatMap { try? Renderer.layout(.request($0), settings: settings) }
+                case .frame(let f):
+                    rendered = (try? Resolver.resolve(f, settings: settings)).flatMap { try? Renderer.layout(.frame($0), settings: settings) }
+                }
+                if var stream = rendered?.makeStream() {
+                    for _ in 0..<4 { _ = try? stream.next() }
+                }
+            }
             let printed = messages.map(\.spec).joined(separator: " ")
             let again = try SpecParser.parseClientMessages(printed)
             #expect(again.map(\.spec) == messages.map(\.spec), "client round trip of \(spec)")

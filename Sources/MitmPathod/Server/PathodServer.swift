@@ -219,12 +219,12 @@ public final class PathodServer: Sendable {
                 }
             }
         } catch {
-            idle?.cancel()
-            if state.timedOut(channel) {
-                logStore.add { PathodLogEntry(id: $0, type: "timeout", message: "no request within \(configuration.timeout ?? 0) s") }
-            }
+            // The client went away, or spoke something we could not read: the connection is over.
         }
         idle?.cancel()
+        if state.timedOut(channel) {
+            logStore.add { PathodLogEntry(id: $0, type: "timeout", message: "no request within \(configuration.timeout ?? 0) s") }
+        }
     }
 
     private func armTimeout(_ channel: any Channel) -> Task<Void, Never>? {
