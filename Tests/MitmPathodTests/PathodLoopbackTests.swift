@@ -112,6 +112,13 @@ struct PathodLoopbackTests {
             let refused = try await curl([pathod.url(for: "200:p0,5")])
             #expect(refused.status == 800 && refused.headers.contains("Pauses have been disabled."))
         }
+        try await withPathod(configure: { $0.explain = true }) { pathod in
+            _ = try await curl([pathod.url(for: "200:b@6,digits:dr")])
+            let entry = try #require(await pathod.waitForLog { $0.type == "crafted" })
+            let spec = try #require(entry.response?.spec)
+            // Explained: the body is the literal that was sent, the random offset a number.
+            #expect(!spec.contains("@") && !spec.contains(":dr") && spec.hasPrefix("200:b'"), "\(spec)")
+        }
         try await withPathod(configure: { $0.timeout = 0.5 }) { pathod in
             let idle = try await RawConnection.connect(port: pathod.port)
             #expect(await idle.waitForClose(timeout: 10))
