@@ -112,6 +112,9 @@ struct PathocCLITests {
             let result = try await pathoc(["-t", "1", pathod.authority, "get:'/p/200:p0,f'"])
             #expect(result.exitCode != 0)
             #expect(result.output.contains("Timeout"), "\(result)")
+            // A body without a length, on a connection the server keeps open: cut by -t too.
+            let open = try await pathoc(["-t", "1", pathod.authority, "get:'/p/200:r:b\"partial\"'"])
+            #expect(open.exitCode != 0 && open.output.contains("Timeout"), "\(open)")
         }
     }
 

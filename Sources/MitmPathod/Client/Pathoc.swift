@@ -166,12 +166,16 @@ public final class PathocConnection: @unchecked Sendable {
             channel.close(promise: nil)
         }
         defer { timer.cancel() }
+        let result: T
         do {
-            return try await operation()
+            result = try await operation()
         } catch {
             if lock.withLock({ timedOut }) { throw PathocError.timeout }
             throw error
         }
+        // A body read until the connection closed may have been ended by our own timer.
+        if lock.withLock({ timedOut }) { throw PathocError.timeout }
+        return result
     }
 
     func connectTunnel(to target: (host: String, port: Int)) async throws {
