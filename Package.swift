@@ -233,7 +233,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MitmIntegrationTests",
-            dependencies: ["MitmServer", "MitmTestSupport"],
+            dependencies: ["MitmServer", "MitmTestSupport", "MitmPathod"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

@@ -1,4 +1,5 @@
 import Foundation
+import MitmPathod
 import MitmTestSupport
 import Testing
 
@@ -102,6 +103,78 @@ struct PathologicalUpstreamTests {
                 ])
                 #expect(t.statusCode == 200 && t.bodyText == "over tls" && t.header("x-upstream") == "pathod", "\(t)")
                 #expect(pathod.log.last?.request?.tls == true)
+            }
+        }
+    }
+}
+
+/// pathoc as the client of the proxy: proxy requests, CONNECT with TLS, and requests that break
+/// off or carry garbage, with a pathod behind.
+@Suite("Pathological clients (pathoc)", .timeLimit(.minutes(1)))
+struct PathologicalClientTests {
+    final class Lines: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [String] = []
+        func append(_ line: String) { lock.withLock { lines.append(line) } }
+        var all: [String] { lock.withLock { lines } }
+    }
+
+    func run(_ specs: String, port: Int, configure: (inout PathocConfiguration) -> Void = { _ in }) async throws -> (Bool, [String]) {
+        var configuration = PathocConfiguration(host: "127.0.0.1", port: port)
+        configuration.timeout = 10
+        configure(&configuration)
+        let lines = Lines()
+        let ok = await Pathoc(configuration: configuration) { lines.append($0) }.run(try SpecParser.parseClientMessages(specs))
+        return (ok, lines.all)
+    }
+
+    @Test("Full-URL specs make proxy requests; several go over one client connection")
+    func proxyRequests() async throws {
+        try await withPathod { pathod in
+            try await withProxy { proxy in
+                let url = pathod.url(for: "200:b@100")
+                let (ok, lines) = try await run("get:'\(url)' get:'\(pathod.url(for: "404"))'", port: proxy.port)
+                #expect(ok && lines.contains("<< 200 OK: 100 bytes") && lines.contains("<< 404 Not Found: 0 bytes"), "\(lines)")
+                #expect(pathod.requests.count == 2)
+            }
+        }
+    }
+
+    @Test("-c CONNECT through the proxy with -s: intercepted TLS to a TLS pathod")
+    func connectWithTLS() async throws {
+        try await withPathod(configure: { $0.ssl = true }) { pathod in
+            try await withProxy(configure: { $0.sslInsecure = true }) { proxy in
+                let (ok, lines) = try await run("get:/p/201:x2", port: proxy.port) {
+                    $0.connectTo = ("127.0.0.1", pathod.port)
+                    $0.ssl = true
+                }
+                #expect(ok && lines.filter { $0 == "<< 201 Created: 0 bytes" }.count == 2, "\(lines)")
+                #expect(pathod.requests.allSatisfy { $0.request?.tls == true })
+            }
+        }
+    }
+
+    @Test("A request body cut off by the client does not reach the upstream; the proxy goes on")
+    func clientDisconnectsMidBody() async throws {
+        try await withPathod { pathod in
+            try await withProxy { proxy in
+                let url = pathod.url(for: "200")
+                let (_, cut) = try await run("post:'\(url)':b@10k:d500", port: proxy.port)
+                #expect(!cut.contains { $0.hasPrefix("<<") }, "\(cut)")
+                let (ok, lines) = try await run("get:'\(pathod.url(for: "200:b'after'"))'", port: proxy.port)
+                #expect(ok && lines.contains("<< 200 OK: 5 bytes"), "\(lines)")
+                #expect(pathod.requests.count == 1, "only the second request reaches the upstream")
+            }
+        }
+    }
+
+    @Test("Garbage in the request line gets a 400 from the proxy")
+    func garbageRequestLine() async throws {
+        try await withPathod { pathod in
+            try await withProxy { proxy in
+                let (_, lines) = try await run("get:'\(pathod.url(for: "200"))':i3,'\\x00\\x01 junk'", port: proxy.port)
+                #expect(lines.contains { $0.hasPrefix("<< 400") }, "\(lines)")
+                #expect(pathod.requests.isEmpty)
             }
         }
     }
