@@ -135,6 +135,19 @@ struct PathodLoopbackTests {
         }
     }
 
+    @Test("a gigabyte body is streamed as the client reads: a client that leaves early stops it")
+    func gigabyte() async throws {
+        try await withPathod { pathod in
+            let raw = try await RawConnection.connect(port: pathod.port)
+            try await raw.send("GET \(pathod.path(for: "200:b@1g")) HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await raw.waitForText("Content-Length: 1073741824\r\n\r\n"))
+            await raw.close()
+            let entry = try #require(await pathod.waitForLog(timeout: 30) { $0.type == "crafted" })
+            #expect(entry.response?.disconnect == true)
+            #expect((entry.response?.bytesWritten ?? .max) < 1 << 30)
+        }
+    }
+
     @Test("proxy requests are served by their path, CONNECT tunnels with TLS or (-C) in plain text")
     func proxying() async throws {
         try await withPathod { pathod in
