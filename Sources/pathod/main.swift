@@ -34,8 +34,11 @@ struct PathodCommand: AsyncParsableCommand {
     @Flag(name: [.customLong("nohang")], help: "Refuse specs that pause.")
     var noHang = false
 
-    @Flag(name: [.short, .customLong("ssl")], help: "Speak TLS on every connection.")
+    @Flag(name: [.short, .customLong("ssl")], help: "Speak TLS on every connection, offering HTTP/2 and HTTP/1.1 by ALPN.")
     var ssl = false
+
+    @Flag(name: [.customLong("no-http2")], help: "With -s, offer HTTP/1.1 only.")
+    var noHTTP2 = false
 
     @Flag(name: [.customShort("C"), .customLong("plain-connect")], help: "Serve CONNECT tunnels in plain text instead of TLS.")
     var plainConnect = false
@@ -85,6 +88,7 @@ struct PathodCommand: AsyncParsableCommand {
         configuration.noCraft = noCraft
         configuration.noHang = noHang
         configuration.ssl = ssl
+        configuration.http2 = !noHTTP2
         configuration.connectTLS = !plainConnect
         configuration.explain = explain
         configuration.timeout = timeout
