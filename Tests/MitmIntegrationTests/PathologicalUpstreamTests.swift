@@ -5,18 +5,18 @@ import Testing
 
 /// The proxy in front of a pathod: upstreams that hang up mid-body, pause, break their chunked
 /// coding or end a body by closing. Each spec says exactly what the upstream does on the wire.
-@Suite("Pathological upstreams (pathod)", .timeLimit(.minutes(1)))
+@Suite("Pathological upstreams (pathod)", .timeLimit(.minutes(2)))
 struct PathologicalUpstreamTests {
     @Test("An upstream that disconnects mid-body gets the client a 502; the next request is served")
     func disconnectMidBody() async throws {
         try await withPathod { pathod in
             try await withProxy { proxy in
-                let cut = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:b@10k:d3000")])
+                let cut = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:b@10k:d3000")], maxTime: 30)
                 #expect(cut.statusCode == 502, "\(cut)")
                 let entry = try #require(await pathod.waitForLog { $0.response?.spec.contains("d3000") == true })
                 #expect(entry.response?.disconnect == true && entry.response?.bytesWritten == 3000)
 
-                let next = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:b'still here'")])
+                let next = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:b'still here'")], maxTime: 30)
                 #expect(next.statusCode == 200 && next.bodyText == "still here", "\(next)")
             }
         }
@@ -26,7 +26,7 @@ struct PathologicalUpstreamTests {
     func disconnectBeforeAnswer() async throws {
         try await withPathod { pathod in
             try await withProxy { proxy in
-                let t = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:d0")])
+                let t = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:d0")], maxTime: 30)
                 #expect(t.statusCode == 502, "\(t)")
             }
         }
@@ -36,7 +36,7 @@ struct PathologicalUpstreamTests {
     func disconnectWhileStreaming() async throws {
         try await withPathod { pathod in
             try await withProxy(configure: { $0.streamLargeBodies = 1024 }) { proxy in
-                let t = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:b@64k:d20000")])
+                let t = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:b@64k:d20000")], maxTime: 30)
                 #expect(t.statusCode == 200, "\(t)")
                 #expect(t.body.count < 64 * 1024, "\(t.body.count) bytes")
                 #expect(t.command.exitCode != 0, "curl must notice the short body: \(t)")
@@ -48,7 +48,7 @@ struct PathologicalUpstreamTests {
     func pauses() async throws {
         try await withPathod { pathod in
             try await withProxy { proxy in
-                let t = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:b@2k,ascii_letters:p20,1:p1500,1")])
+                let t = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:b@2k,ascii_letters:p20,1:p1500,1")], maxTime: 30)
                 #expect(t.statusCode == 200 && t.body.count == 2048, "\(t)")
                 #expect(t.body.allSatisfy { (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) })
             }
@@ -62,7 +62,7 @@ struct PathologicalUpstreamTests {
                 let t = try await Curl.transfer([
                     "-x", proxy.proxyURL,
                     pathod.url(for: "200:r:h'Transfer-Encoding'='chunked':b'5\\r\\nhello\\r\\nZZ\\r\\n'"),
-                ])
+                ], maxTime: 30)
                 #expect(t.statusCode == 502, "\(t)")
                 #expect(!t.bodyText.contains("hello"), "\(t)")
             }
@@ -73,7 +73,7 @@ struct PathologicalUpstreamTests {
     func closeDelimited() async throws {
         try await withPathod { pathod in
             try await withProxy { proxy in
-                let t = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:r:b@5k,digits:da")])
+                let t = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:r:b@5k,digits:da")], maxTime: 30)
                 #expect(t.statusCode == 200 && t.body.count == 5120, "\(t)")
             }
         }
@@ -83,7 +83,7 @@ struct PathologicalUpstreamTests {
     func forwardedRequest() async throws {
         try await withPathod { pathod in
             try await withProxy { proxy in
-                let t = try await Curl.transfer(["-x", proxy.proxyURL, "-H", "X-Probe: 1", pathod.url(for: "204")])
+                let t = try await Curl.transfer(["-x", proxy.proxyURL, "-H", "X-Probe: 1", pathod.url(for: "204")], maxTime: 30)
                 #expect(t.statusCode == 204, "\(t)")
                 let request = try #require(await pathod.waitForLog { $0.type == "crafted" }?.request)
                 #expect(request.path == pathod.path(for: "204"), "\(request)")
@@ -100,7 +100,7 @@ struct PathologicalUpstreamTests {
                 let t = try await Curl.transfer([
                     "-x", proxy.proxyURL, "--cacert", proxy.caCertificatePath,
                     pathod.url(for: "200:b'over tls':h'X-Upstream'='pathod'", scheme: "https"),
-                ])
+                ], maxTime: 30)
                 #expect(t.statusCode == 200 && t.bodyText == "over tls" && t.header("x-upstream") == "pathod", "\(t)")
                 #expect(pathod.log.last?.request?.tls == true)
             }
@@ -110,7 +110,7 @@ struct PathologicalUpstreamTests {
 
 /// pathoc as the client of the proxy: proxy requests, CONNECT with TLS, and requests that break
 /// off or carry garbage, with a pathod behind.
-@Suite("Pathological clients (pathoc)", .timeLimit(.minutes(1)))
+@Suite("Pathological clients (pathoc)", .timeLimit(.minutes(2)))
 struct PathologicalClientTests {
     final class Lines: @unchecked Sendable {
         private let lock = NSLock()

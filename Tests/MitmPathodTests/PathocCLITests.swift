@@ -4,7 +4,7 @@ import MitmTestSupport
 import Testing
 
 /// The `pathoc` and `pathod` executables, run as a user runs them, against an in-process pathod.
-@Suite("pathoc and pathod command lines", .timeLimit(.minutes(1)))
+@Suite("pathoc and pathod command lines", .timeLimit(.minutes(2)))
 struct PathocCLITests {
     /// An executable built next to this test bundle (`swift build --build-tests` builds both).
     static func binary(_ name: String) -> String {
@@ -18,7 +18,7 @@ struct PathocCLITests {
     }
 
     func pathoc(_ arguments: [String]) async throws -> CommandResult {
-        try await CommandRunner.run(Self.binary("pathoc"), arguments, timeout: 20)
+        try await CommandRunner.run(Self.binary("pathoc"), arguments, timeout: 60)
     }
 
     @Test("a bad spec: pathoc exits non-zero with the message and a caret under the position")
@@ -130,7 +130,7 @@ struct PathocCLITests {
 }
 
 /// The `pathod` executable with its TLS certificate and JSON log options.
-@Suite("pathod executable", .timeLimit(.minutes(1)))
+@Suite("pathod executable", .timeLimit(.minutes(2)))
 struct PathodExecutableTests {
     @Test("--cert serves the given certificate with -s; --json-log writes one JSON line per response")
     func certificateAndJSONLog() async throws {
@@ -152,16 +152,22 @@ struct PathodExecutableTests {
             process.terminate()
             process.waitUntilExit()
         }
-        // The first line names the port.
-        var text = ""
-        for _ in 0..<100 where !text.contains("\n") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
+        // The first line names the port. Read it on a thread of its own: the read blocks.
+        let handle = output.fileHandleForReading
+        let text = await withCheckedContinuation { continuation in
+            Thread {
+                var text = ""
+                while !text.contains("\n") {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { break }
+                    text += String(decoding: chunk, as: UTF8.self)
+                }
+                continuation.resume(returning: text)
+            }.start()
         }
         let port = try #require(text.split(separator: "\n").first?.split(separator: ":").last.map(String.init))
         let result = try await CommandRunner.run(
-            "curl", ["-sk", "-v", "--max-time", "10", "https://127.0.0.1:\(port)/p/200:b'secret'"], timeout: 15
+            "curl", ["-sk", "-v", "--max-time", "30", "https://127.0.0.1:\(port)/p/200:b'secret'"], timeout: 40
         )
         #expect(result.output == "secret", "\(result)")
         #expect(result.errorOutput.contains("custom.test"), "\(result)")

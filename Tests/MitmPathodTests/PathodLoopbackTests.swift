@@ -5,7 +5,7 @@ import Testing
 
 /// pathod on a loopback port, driven by curl and raw sockets: crafted responses, errors, anchors,
 /// files, limits, proxy requests, CONNECT, and the actions on the wire.
-@Suite("pathod over loopback", .timeLimit(.minutes(1)))
+@Suite("pathod over loopback", .timeLimit(.minutes(2)))
 struct PathodLoopbackTests {
     struct Transfer {
         var status: Int
@@ -21,7 +21,7 @@ struct PathodLoopbackTests {
         let body = directory.appendingPathComponent("body").path
         let headers = directory.appendingPathComponent("headers").path
         let result = try await CommandRunner.run(
-            "curl", ["-s", "--max-time", "20", "-o", body, "-D", headers, "-w", "%{http_code}"] + arguments, timeout: 30
+            "curl", ["-s", "--max-time", "60", "-o", body, "-D", headers, "-w", "%{http_code}"] + arguments, timeout: 70
         )
         return Transfer(
             status: Int(result.output) ?? 0,
@@ -138,10 +138,9 @@ struct PathodLoopbackTests {
     @Test("a gigabyte body is streamed as the client reads: a client that leaves early stops it")
     func gigabyte() async throws {
         try await withPathod { pathod in
-            let raw = try await RawConnection.connect(port: pathod.port)
-            try await raw.send("GET \(pathod.path(for: "200:b@1g")) HTTP/1.1\r\nHost: x\r\n\r\n")
-            #expect(await raw.waitForText("Content-Length: 1073741824\r\n\r\n"))
-            await raw.close()
+            // curl reads the head, sees a Content-Length above its limit, and hangs up.
+            let t = try await curl(["--max-filesize", "1000", pathod.url(for: "200:b@1g")])
+            #expect(t.result.exitCode == 63, "\(t.result)")
             let entry = try #require(await pathod.waitForLog(timeout: 30) { $0.type == "crafted" })
             #expect(entry.response?.disconnect == true)
             #expect((entry.response?.bytesWritten ?? .max) < 1 << 30)
@@ -224,12 +223,13 @@ final class LinesBox: @unchecked Sendable {
 
 /// Mutated specs sent to a live pathod: each is answered (800 if it does not parse) or cut off,
 /// and pathod keeps serving.
-@Suite("pathod under fuzzed specs", .timeLimit(.minutes(1)))
+@Suite("pathod under fuzzed specs", .timeLimit(.minutes(2)))
 struct PathodFuzzTests {
     @Test("pathod answers every mutated spec and survives")
     func fuzzOverTheWire() async throws {
         var generator = SpecFuzzTests.Generator(rng: SplitMix64(seed: 0x600D))
-        try await withPathod { pathod in
+        // The size limit keeps mutated sizes (@2000t) from streaming for ever.
+        try await withPathod(configure: { $0.sizeLimit = 1 << 20 }) { pathod in
             var answered = 0
             for round in 0..<60 {
                 var spec = generator.mutate(round % 2 == 0 ? generator.response() : generator.frame())
@@ -237,9 +237,10 @@ struct PathodFuzzTests {
                 spec = spec.replacingOccurrences(of: ":p", with: ":h")
                 let raw = try await RawConnection.connect(port: pathod.port)
                 try await raw.send("GET \(pathod.path(for: spec)) HTTP/1.1\r\nHost: x\r\n\r\n")
-                if await raw.waitForText("HTTP/1.1 ", timeout: 2) || raw.isClosedByPeer || !raw.received.isEmpty {
-                    answered += 1
+                for _ in 0..<100 where raw.received.isEmpty && !raw.isClosedByPeer {
+                    try await Task.sleep(for: .milliseconds(20))
                 }
+                if !raw.received.isEmpty || raw.isClosedByPeer { answered += 1 }
                 await raw.close()
             }
             #expect(answered > 40)

@@ -241,6 +241,10 @@ public final class PathocConnection: @unchecked Sendable {
         let response: PathocResponse
         do {
             response = try await withTimeout { try await readResponse(method: resolved.method ?? .standard("GET")) }
+        } catch PathocError.invalidResponse("server closed the connection") {
+            lines.forEach(output)
+            output("Server disconnected")
+            throw PathocError.disconnected
         } catch {
             lines.forEach(output)
             if let error = error as? PathocError { throw error }
@@ -286,8 +290,9 @@ public final class PathocConnection: @unchecked Sendable {
         }
     }
 
-    /// Writes a rendered message, honouring its pauses; returns whether it disconnected, and the
-    /// first 64 KiB sent (for `-q`).
+    /// Writes a rendered message, honouring its pauses; returns whether its spec disconnected, and
+    /// the first 64 KiB sent (for `-q`). A server that stops reading early is not an error here: the
+    /// response (or its absence) tells.
     func stream(_ rendered: RenderedMessage) async throws -> (Bool, [UInt8]) {
         var stream = rendered.makeStream()
         var sent: [UInt8] = []
@@ -297,6 +302,7 @@ public final class PathocConnection: @unchecked Sendable {
                 case .data(let bytes):
                     if configuration.showRequest && sent.count < 64 * 1024 { sent += bytes.prefix(64 * 1024 - sent.count) }
                     try await outbound.write(ByteBuffer(bytes: bytes))
+                    await Task.yield()
                 case .pause(.seconds(let seconds)):
                     try await Task.sleep(for: .seconds(Double(seconds)))
                 case .pause(.forever):
@@ -312,7 +318,8 @@ public final class PathocConnection: @unchecked Sendable {
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            throw PathocError.disconnected
+            // The server closed before taking the whole request; it may still have answered (a 400, say).
+            return (false, sent)
         }
         return (false, sent)
     }

@@ -120,7 +120,7 @@ public final class PathodServer: Sendable {
                 }
             }
         let port = serverChannel.channel.localAddress?.port ?? configuration.port
-        let task = Task<Void, Never> {
+        let task = Task<Void, Never>(executorPreference: PathodExecutor.shared) {
             try? await serverChannel.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await negotiation in inbound {
@@ -374,6 +374,8 @@ public final class PathodServer: Sendable {
                 case .data(let bytes):
                     try await outbound.write(ByteBuffer(bytes: bytes))
                     written += UInt64(bytes.count)
+                    // A fast reader never makes the write wait: let other connections run between blocks.
+                    await Task.yield()
                 case .pause(.seconds(let seconds)):
                     try await Task.sleep(for: .seconds(Double(seconds)))
                 case .pause(.forever):
