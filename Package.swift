@@ -5,6 +5,8 @@
 //   MitmCore  <-  MitmAddons  <-  MitmServer  <-  mitmdump
 //   MitmCertificates  <-----------'               |
 //                     MitmAddons  <-  MitmOptions <-'
+//   MitmPathod  <-  pathod, pathoc, MitmTestSupport   (the pathological HTTP toolkit: pathod and pathoc;
+//                                                      it knows nothing of the proxy, whose tests use it)
 //
 // `MitmCore` is the sans-I/O protocol core: it may use NIOCore's ByteBuffer, NIOHTTP1's value
 // types and swift-crypto's hashes, but never NIOPosix, NIOSSL or NIOHTTP2, so nothing in it can
@@ -25,6 +27,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "mitmdump", targets: ["mitmdump"]),
+        .executable(name: "pathod", targets: ["pathod"]),
+        .executable(name: "pathoc", targets: ["pathoc"]),
+        .library(name: "MitmPathod", targets: ["MitmPathod"]),
         .library(name: "MitmCore", targets: ["MitmCore"]),
         .library(name: "MitmAddons", targets: ["MitmAddons"]),
         .library(name: "MitmCertificates", targets: ["MitmCertificates"]),
@@ -129,9 +134,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // pathod and pathoc: the spec language (sans-I/O, under Language/) and its NIO server and client.
+        .target(
+            name: "MitmPathod",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "MitmTestSupport",
             dependencies: [
+                "MitmPathod",
                 "MitmCore",
                 "MitmAddons",
                 "MitmCertificates",
@@ -165,7 +187,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .executableTarget(
+            name: "pathod",
+            dependencies: ["MitmPathod", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "pathoc",
+            dependencies: ["MitmPathod", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: - Tests
+        .testTarget(
+            name: "MitmPathodTests",
+            dependencies: ["MitmPathod", "MitmTestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MitmCoreTests",
             dependencies: ["MitmCore", "MitmTestSupport"],
@@ -215,7 +253,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MitmIntegrationTests",
-            dependencies: ["MitmServer", "MitmTestSupport"],
+            dependencies: ["MitmServer", "MitmTestSupport", "MitmPathod"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

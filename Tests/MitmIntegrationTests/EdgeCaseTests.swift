@@ -142,14 +142,17 @@ struct EdgeCaseTests {
     @Test("A server that closes mid-body after a streamed response began: the client connection is cut")
     func closeMidBodyWhileStreaming() async throws {
         let recorder = RecordingAddon()
-        try await withLoopbackOrigin { origin in
+        try await withPathod { pathod in
             try await withProxy(addons: [recorder], configure: { $0.streamLargeBodies = 100 }) { proxy in
-                let t = try await Curl.transfer(["-x", proxy.proxyURL, origin.url("/close-mid-body")])
+                // A head promising 1000 bytes, 10 of them, a pause so they leave first, then the connection drops.
+                let spec = "200:r:h'Content-Type'='application/octet-stream':h'Content-Length'='1000':b@10:pa,1:da"
+                let t = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: spec)])
                 #expect(!t.command.succeeded, "curl must see a truncated transfer, not success: \(t)")
                 #expect(t.command.exitCode == 18 || t.command.exitCode == 56, "expected 'partial file' or 'receive failure': \(t)")
                 #expect(await recorder.wait(for: .error), "the error hook should run: \(recorder.events)")
-                let followUp = try await Curl.transfer(["-x", proxy.proxyURL, origin.url("/echo")])
-                #expect(followUp.statusCode == 200, "\(followUp)")
+                #expect(pathod.lastLog?.response?.disconnect == true)
+                let followUp = try await Curl.transfer(["-x", proxy.proxyURL, pathod.url(for: "200:b'next'")])
+                #expect(followUp.statusCode == 200 && followUp.bodyText == "next", "\(followUp)")
             }
         }
     }

@@ -1,0 +1,184 @@
+import Foundation
+import MitmPathod
+import MitmTestSupport
+import Testing
+
+/// The `pathoc` and `pathod` executables, run as a user runs them, against an in-process pathod.
+@Suite("pathoc and pathod command lines", .timeLimit(.minutes(2)))
+struct PathocCLITests {
+    /// An executable built next to this test bundle (`swift build --build-tests` builds both).
+    static func binary(_ name: String) -> String {
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent(name)
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate.path }
+            directory = directory.deletingLastPathComponent()
+        }
+        return ".build/debug/" + name
+    }
+
+    func pathoc(_ arguments: [String]) async throws -> CommandResult {
+        try await CommandRunner.run(Self.binary("pathoc"), arguments, timeout: 60)
+    }
+
+    @Test("a bad spec: pathoc exits non-zero with the message and a caret under the position")
+    func badSpec() async throws {
+        let result = try await pathoc(["127.0.0.1:1", "get:/:b@10:q"])
+        #expect(result.exitCode != 0)
+        #expect(result.errorOutput.contains("Error parsing request spec: expected a request feature"), "\(result)")
+        #expect(result.errorOutput.contains("get:/:b@10:q\n           ^"), "\(result)")
+    }
+
+    @Test("several specs go over one connection, -n repeats on new ones; output like pathoc's")
+    func connections() async throws {
+        try await withPathod { pathod in
+            let result = try await pathoc([pathod.authority, "get:/p/200", "get:'/p/404:b@100'"])
+            #expect(result.succeeded, "\(result)")
+            #expect(result.output == ">> get:/p/200\n<< 200 OK: 0 bytes\n>> get:'/p/404:b@100'\n<< 404 Not Found: 100 bytes\n", "\(result)")
+            let first = pathod.requests.compactMap(\.request?.remoteAddress)
+            #expect(first.count == 2 && Set(first).count == 1, "one connection: \(first)")
+
+            pathod.clearLog()
+            let repeated = try await pathoc(["-n", "2", pathod.authority, "get:/p/200"])
+            #expect(repeated.succeeded, "\(repeated)")
+            let addresses = pathod.requests.compactMap(\.request?.remoteAddress)
+            #expect(addresses.count == 2 && Set(addresses).count == 2, "two connections: \(addresses)")
+        }
+    }
+
+    @Test("-p gives the port, x repeats, -I hides codes, -e prints a replayable spec")
+    func options() async throws {
+        try await withPathod { pathod in
+            let result = try await pathoc(["-p", String(pathod.port), "-I", "200", "127.0.0.1", "get:/p/200:x3", "get:/p/204"])
+            #expect(result.succeeded && result.output == ">> get:/p/204\n<< 204 No Content: 0 bytes\n", "\(result)")
+            #expect(pathod.requests.count == 4)
+
+            let explained = try await pathoc(["-e", pathod.authority, "get:/p/:s'200:b@5,ascii_letters':b@3,digits:pr,0"])
+            #expect(explained.succeeded, "\(explained)")
+            let line = try #require(explained.output.split(separator: "\n").first.map(String.init))
+            #expect(line.hasPrefix(">> get:/p/:s'200:b\\x27") && !line.contains("@") && !line.contains("pr,"), "\(line)")
+            #expect(line.contains("h'Host'='127.0.0.1'") && line.contains("h'Content-Length'='3'"), "\(line)")
+            // The explained spec replays to the same bytes.
+            let spec = String(line.dropFirst(3))
+            let replay = try await pathoc(["-e", pathod.authority, spec])
+            #expect(replay.output.split(separator: "\n").first.map(String.init) == line, "\(replay)")
+        }
+    }
+
+    @Test("-c CONNECT through a proxy with -s TLS; a full URL spec makes a proxy request")
+    func proxies() async throws {
+        try await withPathod { pathod in
+            let tunnel = try await pathoc(["-s", "-c", "example.com:443", pathod.authority, "get:/p/200:b'x'"])
+            #expect(tunnel.succeeded && tunnel.output.contains("<< 200 OK: 0 bytes"), "\(tunnel)")
+            #expect(pathod.log.last?.request?.tls == true && pathod.log.last?.request?.sni == "example.com")
+            let shown = try await pathoc(["-q", "-r", pathod.authority, "get:'/p/200:b\"hi\":h\"X-R\"=\"1\"'"])
+            #expect(shown.output.contains("GET /p/200:b\"hi\":h\"X-R\"=\"1\" HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n"), "\(shown)")
+            #expect(shown.output.contains("X-R: 1\nContent-Length: 2\nhi"), "\(shown)")
+            let absolute = try await pathoc([pathod.authority, "get:'http://example.com/p/202'"])
+            #expect(absolute.succeeded && absolute.output.contains("<< 202 Accepted"), "\(absolute)")
+            #expect(pathod.log.last?.request?.path == "http://example.com/p/202")
+        }
+        try await withPathod(configure: { $0.ssl = true }) { pathod in
+            let tls = try await pathoc(["-s", "--sni", "pathod.test", pathod.authority, "get:/p/201"])
+            #expect(tls.succeeded && tls.output.contains("<< 201 Created"), "\(tls)")
+            #expect(pathod.log.last?.request?.sni == "pathod.test")
+        }
+    }
+
+    @Test("--http2: requests on streams of one connection when pathod offers h2; refused when it does not")
+    func http2() async throws {
+        try await withPathod(configure: { $0.ssl = true }) { pathod in
+            let result = try await pathoc(["--http2", pathod.authority, "get:/p/200:x2", "get:'/p/404:b@100'"])
+            #expect(result.succeeded, "\(result)")
+            #expect(result.output == ">> get:/p/200\n<< 200 OK: 0 bytes\n>> get:/p/200\n<< 200 OK: 0 bytes\n>> get:'/p/404:b@100'\n<< 404 Not Found: 100 bytes\n", "\(result)")
+            let requests = pathod.requests
+            #expect(requests.count == 3 && requests.allSatisfy { $0.request?.httpVersion == "HTTP/2" })
+            #expect(Set(requests.compactMap(\.request?.remoteAddress)).count == 1, "one connection")
+            let frames = try await pathoc(["--http2", pathod.authority, "wf:b'x'"])
+            #expect(frames.exitCode != 0 && frames.output.contains("need HTTP/1"), "\(frames)")
+        }
+        try await withPathod(configure: {
+            $0.ssl = true
+            $0.http2 = false
+        }) { pathod in
+            let result = try await pathoc(["--http2", pathod.authority, "get:/p/200"])
+            #expect(result.exitCode != 0 && result.output.contains("HTTP/2 not offered by the server"), "\(result)")
+        }
+    }
+
+    @Test("-t gives up on a server that hangs, and pathoc exits non-zero")
+    func timeout() async throws {
+        try await withPathod { pathod in
+            let result = try await pathoc(["-t", "1", pathod.authority, "get:'/p/200:p0,f'"])
+            #expect(result.exitCode != 0)
+            #expect(result.output.contains("Timeout"), "\(result)")
+            // A body without a length, on a connection the server keeps open: cut by -t too.
+            let open = try await pathoc(["-t", "1", pathod.authority, "get:'/p/200:r:b\"partial\"'"])
+            #expect(open.exitCode != 0 && open.output.contains("Timeout"), "\(open)")
+        }
+    }
+
+    @Test("pathod: listens, serves, and refuses a bad anchor at start with the position")
+    func pathodExecutable() async throws {
+        let bad = try await CommandRunner.run(Self.binary("pathod"), ["-p", "0", "-a", "/x=2oo"], timeout: 10)
+        #expect(bad.exitCode != 0)
+        #expect(bad.errorOutput.contains("invalid spec for anchor '/x'"), "\(bad)")
+        #expect(bad.errorOutput.contains("2oo\n ^"), "\(bad)")
+        let badSize = try await CommandRunner.run(Self.binary("pathod"), ["-p", "0", "--limit-size", "lots"], timeout: 10)
+        #expect(badSize.exitCode != 0 && badSize.errorOutput.contains("Invalid size limit 'lots'"), "\(badSize)")
+    }
+}
+
+/// The `pathod` executable with its TLS certificate and JSON log options.
+@Suite("pathod executable", .timeLimit(.minutes(2)))
+struct PathodExecutableTests {
+    @Test("--cert serves the given certificate with -s; --json-log writes one JSON line per response")
+    func certificateAndJSONLog() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pathod-exe-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let certificate = try PathodCertificate.selfSigned(commonName: "custom.test")
+        let pem = directory.appendingPathComponent("cert.pem").path
+        try Data((certificate.certificatePEM + "\n" + (certificate.privateKeyPEM ?? "")).utf8).write(to: URL(fileURLWithPath: pem))
+        let log = directory.appendingPathComponent("log.jsonl").path
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: PathocCLITests.binary("pathod"))
+        process.arguments = ["-p", "0", "-s", "--cert", pem, "--json-log", log]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        // The first line names the port. Read it on a thread of its own: the read blocks.
+        let handle = output.fileHandleForReading
+        let text = await withCheckedContinuation { continuation in
+            Thread {
+                var text = ""
+                while !text.contains("\n") {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { break }
+                    text += String(decoding: chunk, as: UTF8.self)
+                }
+                continuation.resume(returning: text)
+            }.start()
+        }
+        let port = try #require(text.split(separator: "\n").first?.split(separator: ":").last.map(String.init))
+        let result = try await CommandRunner.run(
+            "curl", ["-sk", "-v", "--max-time", "30", "https://127.0.0.1:\(port)/p/200:b'secret'"], timeout: 40
+        )
+        #expect(result.output == "secret", "\(result)")
+        #expect(result.errorOutput.contains("custom.test"), "\(result)")
+        var lines: [Substring] = []
+        for _ in 0..<100 {
+            lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+            if !lines.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let entry = try JSONDecoder().decode(PathodLogEntry.self, from: Data(try #require(lines.first).utf8))
+        #expect(entry.type == "crafted" && entry.response?.statusCode == 200 && entry.request?.tls == true)
+        #expect(entry.response?.body == "secret")
+    }
+}
