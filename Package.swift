@@ -5,8 +5,8 @@
 //   MitmCore  <-  MitmAddons  <-  MitmServer  <-  mitmdump
 //   MitmCertificates  <-----------'               |
 //                     MitmAddons  <-  MitmOptions <-'
-//   MitmPathod  <-  pathod, pathoc, MitmTestSupport   (the pathological HTTP toolkit: pathod and pathoc;
-//                                                      it knows nothing of the proxy, whose tests use it)
+//   MitmCore  <-  MitmPathod  <-  pathod, pathoc, MitmTestSupport   (pathod and pathoc: the
+//                 pathological HTTP toolkit; it uses only the core's escapes, and the proxy's tests use it)
 //
 // `MitmCore` is the sans-I/O protocol core: it may use NIOCore's ByteBuffer, NIOHTTP1's value
 // types and swift-crypto's hashes, but never NIOPosix, NIOSSL or NIOHTTP2, so nothing in it can
@@ -138,6 +138,7 @@ let package = Package(
         .target(
             name: "MitmPathod",
             dependencies: [
+                "MitmCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -126,67 +126,12 @@ public struct ModifySpec: Sendable, Hashable {
     ///
     /// - Throws: ``ModifySpecError`` for `\x` without two hex digits or a trailing lone backslash.
     public static func unescape(_ text: String, part: String = "text", spec: String = "") throws(ModifySpecError) -> [UInt8] {
-        let bytes = Array(text.utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var i = 0
-        func fail(_ detail: String) -> ModifySpecError {
-            ModifySpecError(spec: spec, reason: .invalidEscape(part: part, position: i, detail: detail))
+        do {
+            return try PythonEscapes.decode(text.utf8)
+        } catch {
+            let detail = error.kind == .badHex ? "\\x needs two hex digits" : "trailing \\"
+            throw ModifySpecError(spec: spec, reason: .invalidEscape(part: part, position: error.offset, detail: detail))
         }
-        func hexValue(_ b: UInt8) -> UInt8? {
-            switch b {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-        }
-        func isOctal(_ at: Int) -> Bool {
-            at < bytes.count && (UInt8(ascii: "0")...UInt8(ascii: "7")).contains(bytes[at])
-        }
-        while i < bytes.count {
-            let b = bytes[i]
-            guard b == UInt8(ascii: "\\") else {
-                out.append(b)
-                i += 1
-                continue
-            }
-            guard i + 1 < bytes.count else { throw fail("trailing \\") }
-            let n = bytes[i + 1]
-            switch n {
-            case UInt8(ascii: "\\"), UInt8(ascii: "'"), UInt8(ascii: "\""): out.append(n)
-            case UInt8(ascii: "a"): out.append(0x07)
-            case UInt8(ascii: "b"): out.append(0x08)
-            case UInt8(ascii: "f"): out.append(0x0C)
-            case UInt8(ascii: "n"): out.append(0x0A)
-            case UInt8(ascii: "r"): out.append(0x0D)
-            case UInt8(ascii: "t"): out.append(0x09)
-            case UInt8(ascii: "v"): out.append(0x0B)
-            case UInt8(ascii: "\n"): break
-            case UInt8(ascii: "x"):
-                guard i + 3 < bytes.count, let hi = hexValue(bytes[i + 2]), let lo = hexValue(bytes[i + 3]) else {
-                    throw fail("\\x needs two hex digits")
-                }
-                out.append(hi << 4 | lo)
-                i += 4
-                continue
-            case UInt8(ascii: "0")...UInt8(ascii: "7"):
-                var value = 0
-                var j = i + 1
-                while j < i + 4, isOctal(j) {
-                    value = value * 8 + Int(bytes[j] - UInt8(ascii: "0"))
-                    j += 1
-                }
-                out.append(UInt8(value & 0xFF))
-                i = j
-                continue
-            default:
-                out.append(b)
-                out.append(n)
-            }
-            i += 2
-        }
-        return out
     }
 
     // MARK: - Files

@@ -1,3 +1,5 @@
+import MitmCore
+
 /// A VALUE of the pathod language: the bytes of a method, path, header, body or injection.
 ///
 /// Values are kept as written, so a spec prints back the way it was given (``spec``); the bytes
@@ -103,50 +105,17 @@ public enum Escaping {
     /// Decodes `\\ \' \" \a \b \f \n \r \t \v \xHH \ooo` and a backslash-newline (dropped); any other
     /// backslash stays as written. Returns the offset (into `text`) of a malformed `\x` escape as an error.
     public static func unescape(_ text: ArraySlice<UInt8>) -> Result<[UInt8], EscapeError> {
-        var out: [UInt8] = []
-        out.reserveCapacity(text.count)
-        var index = text.startIndex
-        while index < text.endIndex {
-            let byte = text[index]
-            guard byte == UInt8(ascii: "\\"), index + 1 < text.endIndex else {
-                out.append(byte)
-                index += 1
-                continue
-            }
-            let next = text[index + 1]
-            index += 2
-            switch next {
-            case UInt8(ascii: "\\"): out.append(0x5C)
-            case UInt8(ascii: "'"): out.append(0x27)
-            case UInt8(ascii: "\""): out.append(0x22)
-            case UInt8(ascii: "a"): out.append(0x07)
-            case UInt8(ascii: "b"): out.append(0x08)
-            case UInt8(ascii: "f"): out.append(0x0C)
-            case UInt8(ascii: "n"): out.append(0x0A)
-            case UInt8(ascii: "r"): out.append(0x0D)
-            case UInt8(ascii: "t"): out.append(0x09)
-            case UInt8(ascii: "v"): out.append(0x0B)
-            case UInt8(ascii: "\n"): break
-            case UInt8(ascii: "x"):
-                guard index + 1 < text.endIndex, let high = hexDigit(text[index]), let low = hexDigit(text[index + 1])
-                else { return .failure(EscapeError(offset: index - 2)) }
-                out.append(high << 4 | low)
-                index += 2
-            case UInt8(ascii: "0")...UInt8(ascii: "7"):
-                var value = Int(next - UInt8(ascii: "0"))
-                var digits = 1
-                while digits < 3, index < text.endIndex, (UInt8(ascii: "0")...UInt8(ascii: "7")).contains(text[index]) {
-                    value = value * 8 + Int(text[index] - UInt8(ascii: "0"))
-                    index += 1
-                    digits += 1
-                }
-                out.append(UInt8(truncatingIfNeeded: value))
-            default:
-                out.append(0x5C)
-                out.append(next)
+        do {
+            return .success(try PythonEscapes.decode(text))
+        } catch {
+            switch error.kind {
+            case .badHex:
+                return .failure(EscapeError(offset: text.startIndex + error.offset))
+            case .trailingBackslash:
+                // A lone backslash at the end stays as written.
+                return unescape(text.dropLast()).map { $0 + [UInt8(ascii: "\\")] }
             }
         }
-        return .success(out)
     }
 
     /// A malformed `\x` escape at `offset`.
@@ -185,14 +154,5 @@ public enum Escaping {
 
     static func isNakedByte(_ byte: UInt8) -> Bool {
         (0x21...0x7E).contains(byte) && !",:@'\"".utf8.contains(byte)
-    }
-
-    static func hexDigit(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }
