@@ -164,9 +164,7 @@ struct TCPFlowTests {
 
     @Test("A closed port with connection_strategy=lazy: tcp_error names the reason, the client is closed, a log line says why")
     func connectRefused() async throws {
-        let origin = try await TCPOrigin.start()
-        let closedPort = origin.port
-        await origin.shutdown()
+        let closedPort = try await closedPort()
         let addon = TCPRecordingAddon()
         // (Eager, the default, answers the CONNECT itself with 502: see BadInputTests.)
         try await withProxy(addons: [addon], configure: { $0.tcpHosts = ["."]; $0.connectionStrategy = .lazy }) { proxy in
