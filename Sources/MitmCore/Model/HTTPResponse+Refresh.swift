@@ -108,7 +108,7 @@ public enum HTTPDate {
             return nil
         }
         if year < 100 { year += year < 70 ? 2000 : 1900 }  // RFC 850's two-digit years, as Python reads them
-        let days = daysFromCivil(year: year, month: month, day: day)
+        let days = CivilDate.days(year: year, month: month, day: day)
         return Double(days * 86400 + time.0 * 3600 + time.1 * 60 + time.2 - offset)
     }
 
@@ -117,15 +117,18 @@ public enum HTTPDate {
         let total = Int(seconds.rounded(.down))
         let days = total >= 0 ? total / 86400 : (total - 86399) / 86400
         let secondsOfDay = total - days * 86400
-        let (year, month, day) = civilFromDays(days)
+        let (year, month, day) = CivilDate.date(days: days)
         let weekday = dayNames[((days % 7) + 7) % 7]
         func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
         return "\(weekday), \(two(day)) \(monthNames[month - 1]) \(year) "
             + "\(two(secondsOfDay / 3600)):\(two(secondsOfDay % 3600 / 60)):\(two(secondsOfDay % 60)) GMT"
     }
+}
 
-    // Howard Hinnant's days-from-civil algorithms (proleptic Gregorian calendar).
-    private static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+/// Dates of the proleptic Gregorian calendar as days since 1970-01-01, and back (Howard Hinnant's
+/// algorithms): what HTTP dates and HAR timestamps are converted with, without Foundation's calendars.
+public enum CivilDate {
+    public static func days(year: Int, month: Int, day: Int) -> Int {
         let y = month <= 2 ? year - 1 : year
         let era = (y >= 0 ? y : y - 399) / 400
         let yoe = y - era * 400
@@ -135,7 +138,7 @@ public enum HTTPDate {
         return era * 146097 + doe - 719468
     }
 
-    private static func civilFromDays(_ days: Int) -> (Int, Int, Int) {
+    public static func date(days: Int) -> (year: Int, month: Int, day: Int) {
         let z = days + 719468
         let era = (z >= 0 ? z : z - 146096) / 146097
         let doe = z - era * 146097

@@ -247,18 +247,9 @@ public enum HARWriter {
         var micros = Int64((timestamp * 1_000_000).rounded(.toNearestOrEven))
         var seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
         micros -= seconds * 1_000_000
-        var days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
+        let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
         seconds -= days * 86400
-        // Civil date from days (Howard Hinnant's algorithm).
-        days += 719468
-        let era = (days >= 0 ? days : days - 146096) / 146097
-        let doe = days - era * 146097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        let (year, month, day) = CivilDate.date(days: Int(days))
         var s = String(format: "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld", year, month, day, seconds / 3600, seconds / 60 % 60, seconds % 60)
         if micros != 0 { s += String(format: ".%06lld", micros) }
         return s + "+00:00"
