@@ -50,6 +50,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        // Tests start child processes (curl, python3, mitmdump) through Subprocess, not
+        // Foundation's Process, whose run() can crash on Linux (swift-corelibs-foundation#5472).
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
     ],
     targets: [
         // MARK: - System libraries (Debian: libbrotli-dev, libzstd-dev)
@@ -159,6 +162,7 @@ let package = Package(
                 "MitmAddons",
                 "MitmCertificates",
                 "MitmServer",
+                .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -212,7 +216,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MitmCertificatesTests",
-            dependencies: ["MitmCertificates"],
+            dependencies: ["MitmCertificates", "MitmTestSupport"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

@@ -23,8 +23,9 @@ import Synchronization
 ///
 /// Every lab has its own namespace names (`mitmlab-<pid>-<n>-client`/`-router`), so labs in
 /// parallel tests don't meet; addresses can repeat because each lab is a separate network.
-/// Processes run inside with `ip netns exec`. ``teardown()`` (also run on deinit) kills what
-/// ``spawn(in:_:)`` started and deletes both namespaces.
+/// Processes run inside with `ip netns exec`. ``with(proxyPort:_:)`` builds a lab for the length of
+/// a closure; its teardown kills what ``spawn(in:_:stdout:stderr:)`` started and deletes both
+/// namespaces.
 ///
 /// Needs root, `ip` (iproute2) and `iptables`. ``unavailableReason`` says why a lab can't be built
 /// here, so a test can skip with that message. Set `MITM_NETWORK_LAB=off` to skip on purpose.
@@ -84,7 +85,7 @@ public final class NetworkLab: Sendable {
     public var hasIPv6: Bool { ipv6UnavailableReason == nil }
 
     private struct State {
-        var spawned: [Process] = []
+        var spawned: [ChildProcess] = []
         var tornDown = false
     }
     private let state = Mutex(State())
@@ -103,10 +104,6 @@ public final class NetworkLab: Sendable {
         self.ipv6UnavailableReason = ipv6UnavailableReason
     }
 
-    deinit {
-        teardown()
-    }
-
     public func name(of namespace: Namespace) -> String {
         switch namespace {
         case .client: clientNamespace
@@ -119,10 +116,11 @@ public final class NetworkLab: Sendable {
     /// `nil` if labs can be built here; otherwise the reason, for a skipped test's message. The
     /// check runs once per process and builds (and tears down) one real lab, because the only
     /// reliable test of "may I create namespaces and NAT rules" is to try.
-    public static var unavailableReason: String? { availability.reason }
-    public static var isAvailable: Bool { unavailableReason == nil }
+    public static var unavailableReason: String? {
+        get async { await availability.value.reason }
+    }
 
-    private static let availability: (reason: String?, ipv6: String?) = {
+    private static let availability = Task<(reason: String?, ipv6: String?), Never> {
         if ProcessInfo.processInfo.environment["MITM_NETWORK_LAB"] == "off" {
             return ("network lab disabled by MITM_NETWORK_LAB=off", nil)
         }
@@ -138,10 +136,10 @@ public final class NetworkLab: Sendable {
                 "network lab needs `\(tool)` in PATH (Debian: apt-get install iproute2 iptables)", nil
             )
         }
-        removeStaleNamespaces()
+        await removeStaleNamespaces()
         do {
-            let lab = try NetworkLab.build(proxyPort: 8080)
-            lab.teardown()
+            let lab = try await NetworkLab.build(proxyPort: 8080)
+            await lab.teardown()
             return (nil, lab.ipv6UnavailableReason)
         } catch {
             return ("network lab could not be built: \(error)", nil)
@@ -149,12 +147,12 @@ public final class NetworkLab: Sendable {
         #else
         return ("network lab needs Linux network namespaces and iptables", nil)
         #endif
-    }()
+    }
 
     /// Deletes the namespaces of labs whose test process died before its teardown (killed by a
     /// time limit, crashed), recognised by the pid in their name. Run once, with the availability check.
-    static func removeStaleNamespaces() {
-        let listing = runTool(["ip", "netns", "list"])
+    static func removeStaleNamespaces() async {
+        let listing = await runTool(["ip", "netns", "list"])
         guard listing.succeeded else { return }
         for line in listing.stdout.split(separator: "\n") {
             // Lines look like `mitmlab-1234-1-router (id: 3)`.
@@ -162,66 +160,78 @@ public final class NetworkLab: Sendable {
             let parts = name.split(separator: "-")
             guard parts.count == 4, parts[0] == "mitmlab", let pid = Int32(parts[1]) else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH {
-                _ = runTool(["ip", "netns", "del", name])
+                _ = await runTool(["ip", "netns", "del", name])
             }
         }
     }
 
     // MARK: - Building
 
-    /// Builds a lab whose router redirects every TCP connection from the client to `proxyPort`.
-    /// Throws a ``SetupError`` naming the command that failed (after cleaning up what it made);
-    /// check ``unavailableReason`` first to skip instead.
-    public static func make(proxyPort: Int = 8080) throws -> NetworkLab {
-        if let reason = unavailableReason {
+    /// Builds a lab whose router redirects every TCP connection from the client to `proxyPort`,
+    /// runs `body` with it and tears it down, however `body` ends. Throws a ``SetupError`` naming
+    /// the command that failed (after cleaning up what it made); check ``unavailableReason``
+    /// first to skip instead.
+    public static func with<T: Sendable>(
+        proxyPort: Int = 8080,
+        _ body: (NetworkLab) async throws -> T
+    ) async throws -> T {
+        if let reason = await unavailableReason {
             throw SetupError(message: reason)
         }
-        return try build(proxyPort: proxyPort)
+        let lab = try await build(proxyPort: proxyPort)
+        do {
+            let result = try await body(lab)
+            await lab.teardown()
+            return result
+        } catch {
+            await lab.teardown()
+            throw error
+        }
     }
 
-    private static func build(proxyPort: Int) throws -> NetworkLab {
+    private static func build(proxyPort: Int) async throws -> NetworkLab {
         let n = counter.add(1, ordering: .relaxed).newValue
         let prefix = "mitmlab-\(ProcessInfo.processInfo.processIdentifier)-\(n)"
         let client = "\(prefix)-client"
         let router = "\(prefix)-router"
         // A leftover of a crashed run with the same pid would make `ip netns add` fail.
-        _ = runTool(["ip", "netns", "del", client])
-        _ = runTool(["ip", "netns", "del", router])
+        _ = await runTool(["ip", "netns", "del", client])
+        _ = await runTool(["ip", "netns", "del", router])
 
         var created: [String] = []
-        func step(_ arguments: [String]) throws {
-            let result = runTool(arguments)
+        func step(_ arguments: [String]) async throws {
+            let result = await runTool(arguments)
             guard result.succeeded else {
-                for namespace in created { _ = runTool(["ip", "netns", "del", namespace]) }
+                for namespace in created { _ = await runTool(["ip", "netns", "del", namespace]) }
                 let why = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
                 throw SetupError(
                     message: "`\(arguments.joined(separator: " "))` failed (exit \(result.status)): \(why)"
                 )
             }
         }
-        try step(["ip", "netns", "add", router])
+        try await step(["ip", "netns", "add", router])
         created.append(router)
-        try step(["ip", "netns", "add", client])
+        try await step(["ip", "netns", "add", client])
         created.append(client)
         // Created inside the router namespace directly, so the names never clash in the host's.
-        try step([
+        try await step([
             "ip", "-n", router, "link", "add", "veth-r", "type", "veth", "peer", "name", "veth-c",
             "netns", client,
         ])
-        try step(["ip", "-n", router, "addr", "add", "\(routerIPv4)/24", "dev", "veth-r"])
-        try step(["ip", "-n", router, "addr", "add", "\(originIPv4)/32", "dev", "lo"])
-        try step(["ip", "-n", client, "addr", "add", "\(clientIPv4)/24", "dev", "veth-c"])
+        try await step(["ip", "-n", router, "addr", "add", "\(routerIPv4)/24", "dev", "veth-r"])
+        try await step(["ip", "-n", router, "addr", "add", "\(originIPv4)/32", "dev", "lo"])
+        try await step(["ip", "-n", client, "addr", "add", "\(clientIPv4)/24", "dev", "veth-c"])
         for namespace in [router, client] {
-            try step(["ip", "-n", namespace, "link", "set", "lo", "up"])
+            try await step(["ip", "-n", namespace, "link", "set", "lo", "up"])
         }
-        try step(["ip", "-n", router, "link", "set", "veth-r", "up"])
-        try step(["ip", "-n", client, "link", "set", "veth-c", "up"])
-        try step(["ip", "-n", client, "route", "add", "default", "via", routerIPv4])
-        try step([
+        try await step(["ip", "-n", router, "link", "set", "veth-r", "up"])
+        try await step(["ip", "-n", client, "link", "set", "veth-c", "up"])
+        try await step(["ip", "-n", client, "route", "add", "default", "via", routerIPv4])
+        try await step([
             "ip", "netns", "exec", router, "iptables", "-t", "nat", "-A", "PREROUTING",
             "-i", "veth-r", "-p", "tcp", "-j", "REDIRECT", "--to-ports", "\(proxyPort)",
         ])
-        let ipv6 = addIPv6(client: client, router: router, proxyPort: proxyPort)
+        let ipv6 = await addIPv6(client: client, router: router, proxyPort: proxyPort)
         return NetworkLab(
             proxyPort: proxyPort,
             clientNamespace: client,
@@ -232,7 +242,7 @@ public final class NetworkLab: Sendable {
 
     /// The IPv6 half is best effort: a kernel without IPv6 NAT still gets an IPv4 lab.
     /// Returns why it failed, or `nil`.
-    private static func addIPv6(client: String, router: String, proxyPort: Int) -> String? {
+    private static func addIPv6(client: String, router: String, proxyPort: Int) async -> String? {
         if executablePath("ip6tables") == nil {
             return "`ip6tables` is not in PATH"
         }
@@ -249,7 +259,7 @@ public final class NetworkLab: Sendable {
             ],
         ]
         for arguments in steps {
-            let result = runTool(arguments)
+            let result = await runTool(arguments)
             if !result.succeeded {
                 let why = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
                 return "`\(arguments.joined(separator: " "))` failed (exit \(result.status)): \(why)"
@@ -262,48 +272,58 @@ public final class NetworkLab: Sendable {
 
     /// Runs `arguments` in `namespace` and waits for it (killing it after `timeout` seconds).
     /// Proxy variables are removed from its environment, so curl goes where it is told.
-    public func run(in namespace: Namespace, _ arguments: [String], timeout: Double = 15) -> Result {
-        Self.runTool(["ip", "netns", "exec", name(of: namespace)] + arguments, timeout: timeout)
+    public func run(in namespace: Namespace, _ arguments: [String], timeout: Double = 15) async -> Result {
+        await Self.runTool(["ip", "netns", "exec", name(of: namespace)] + arguments, timeout: timeout)
     }
 
     /// Starts `arguments` in `namespace` without waiting. Its output goes to `stdout`/`stderr`
-    /// (the null device when `nil`). ``teardown()`` kills it if it is still running.
+    /// (discarded when `nil`). The teardown kills it if it is still running.
+    @discardableResult
     public func spawn(
         in namespace: Namespace,
         _ arguments: [String],
         stdout: FileHandle? = nil,
         stderr: FileHandle? = nil
-    ) throws -> Process {
-        let process = Self.makeProcess(["ip", "netns", "exec", name(of: namespace)] + arguments)
-        process.standardOutput = stdout ?? FileHandle.nullDevice
-        process.standardError = stderr ?? FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try state.withLock { state in
-            guard !state.tornDown else { throw SetupError(message: "the lab was already torn down") }
-            try process.run()
-            state.spawned.append(process)
-        }
-        return process
+    ) async throws -> ChildProcess {
+        guard !state.withLock({ $0.tornDown }) else { throw SetupError(message: "the lab was already torn down") }
+        let child = try await ChildProcess.start(
+            Self.executablePath("ip") ?? "ip",
+            ["netns", "exec", name(of: namespace)] + arguments,
+            stdout: stdout.map { .file($0) } ?? .discard,
+            stderr: stderr.map { .file($0) } ?? .discard
+        )
+        state.withLock { $0.spawned.append(child) }
+        return child
     }
 
-    /// Waits until something in `namespace` listens on TCP `port` (by `ss`), up to `timeout`
-    /// seconds. Returns whether it did.
-    public func waitUntilListening(in namespace: Namespace, port: Int, timeout: Double = 10) -> Bool {
+    /// Waits until something in `namespace` listens on TCP `port` (by `ss`), on `address` if one
+    /// is given, up to `timeout` seconds. Returns whether it did.
+    public func waitUntilListening(
+        in namespace: Namespace,
+        port: Int,
+        address: String? = nil,
+        timeout: Double = 10
+    ) async -> Bool {
+        let wanted = address.map { $0.contains(":") ? "[\($0)]:\(port)" : "\($0):\(port)" }
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            let result = run(in: namespace, ["ss", "-Hltn", "sport", "=", ":\(port)"], timeout: 5)
-            if result.succeeded && !result.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            let result = await run(in: namespace, ["ss", "-Hltn", "sport", "=", ":\(port)"], timeout: 5)
+            let listeners = result.stdout.split(separator: "\n").map { line in
+                // State, Recv-Q, Send-Q, Local Address:Port, Peer Address:Port.
+                line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first.map(String.init) ?? ""
+            }
+            if result.succeeded && listeners.contains(where: { wanted == nil ? !$0.isEmpty : $0 == wanted }) {
                 return true
             }
-            Thread.sleep(forTimeInterval: 0.05)
+            try? await Task.sleep(for: .milliseconds(50))
         }
         return false
     }
 
-    /// Kills the processes ``spawn(in:_:)`` started and deletes both namespaces (the veth pair goes
-    /// with them). Safe to call more than once.
-    public func teardown() {
-        let processes: [Process]? = state.withLock { state in
+    /// Kills the processes ``spawn(in:_:stdout:stderr:)`` started and deletes both namespaces (the
+    /// veth pair goes with them). Safe to call more than once.
+    func teardown() async {
+        let processes: [ChildProcess]? = state.withLock { state in
             guard !state.tornDown else { return nil }
             state.tornDown = true
             return state.spawned
@@ -311,87 +331,30 @@ public final class NetworkLab: Sendable {
         guard let processes else { return }
         for process in processes where process.isRunning {
             // `ip netns exec` execs the command, so this pid is the command itself.
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            process.kill()
+            _ = await process.waitForExit(timeout: 10)
         }
         for namespace in [clientNamespace, routerNamespace] {
-            _ = Self.runTool(["ip", "netns", "del", namespace])
+            _ = await Self.runTool(["ip", "netns", "del", namespace])
         }
     }
 
     // MARK: - Process plumbing
 
-    static let scrubbedEnvironment: Set<String> = [
-        "http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-        "NO_PROXY",
-    ]
-
-    private static func makeProcess(_ arguments: [String]) -> Process {
-        let process = Process()
-        if let tool = arguments.first, let path = executablePath(tool) {
-            process.executableURL = URL(fileURLWithPath: path)
-            process.arguments = Array(arguments.dropFirst())
-        } else {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = arguments
-        }
-        process.environment = ProcessInfo.processInfo.environment.filter {
-            !scrubbedEnvironment.contains($0.key)
-        }
-        return process
-    }
-
-    static func runTool(_ arguments: [String], timeout: Double = 15) -> Result {
-        let process = makeProcess(arguments)
-        let outPipe = Pipe()
-        let errPipe = Pipe()
-        process.standardOutput = outPipe
-        process.standardError = errPipe
-        process.standardInput = FileHandle.nullDevice
+    static func runTool(_ arguments: [String], timeout: Double = 15) async -> Result {
+        let executable = arguments.first.flatMap(executablePath) ?? arguments.first ?? "true"
         do {
-            try process.run()
-        } catch {
+            let result = try await CommandRunner.run(executable, Array(arguments.dropFirst()), timeout: timeout)
             return Result(
                 arguments: arguments,
-                status: 127,
-                stdout: "",
-                stderr: "\(error)",
-                timedOut: false
+                status: result.exitCode,
+                stdout: result.output,
+                stderr: result.errorOutput,
+                timedOut: result.timedOut
             )
+        } catch {
+            return Result(arguments: arguments, status: 127, stdout: "", stderr: "\(error)", timedOut: false)
         }
-        // Both pipes are drained on their own threads so a chatty command never blocks on a full pipe.
-        let collected = Mutex<(out: Data, err: Data)>((Data(), Data()))
-        let readers = DispatchGroup()
-        for (handle, isOut) in [
-            (outPipe.fileHandleForReading, true), (errPipe.fileHandleForReading, false),
-        ] {
-            readers.enter()
-            Thread {
-                let data = (try? handle.readToEnd()) ?? Data()
-                collected.withLock { if isOut { $0.out = data } else { $0.err = data } }
-                readers.leave()
-            }.start()
-        }
-        let timedOut = Atomic<Bool>(false)
-        let pid = process.processIdentifier
-        let exited = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            if exited.wait(timeout: .now() + timeout) == .timedOut {
-                timedOut.store(true, ordering: .relaxed)
-                kill(pid, SIGKILL)
-            }
-        }
-        process.waitUntilExit()
-        exited.signal()
-        readers.wait()
-        let output = collected.withLock { $0 }
-        return Result(
-            arguments: arguments,
-            status: process.terminationStatus,
-            stdout: String(decoding: output.out, as: UTF8.self),
-            stderr: String(decoding: output.err, as: UTF8.self),
-            timedOut: timedOut.load(ordering: .relaxed)
-        )
     }
 
     static func executablePath(_ name: String) -> String? {

@@ -20,7 +20,7 @@ struct ConfdirTests {
 
             try self.checkFiles(in: confdir, root: root, authority: created)
             try self.checkCertificate(created.certificate, createdBetween: before, and: after)
-            try self.checkPKCS12Files(in: confdir, authority: created)
+            try await self.checkPKCS12Files(in: confdir, authority: created)
 
             // Loading again reuses the CA and touches no file.
             let snapshotBefore = try snapshot(confdir)
@@ -141,7 +141,7 @@ struct ConfdirTests {
         #expect(try fixture.extensions.subjectKeyIdentifier == SubjectKeyIdentifier(hash: fixture.publicKey))
     }
 
-    private func checkPKCS12Files(in confdir: String, authority: CertificateAuthority) throws {
+    private func checkPKCS12Files(in confdir: String, authority: CertificateAuthority) async throws {
         let withKey = try PFX(der: Array(Data(contentsOf: URL(fileURLWithPath: confdir + "/mitmproxy-ca.p12"))))
         let certificateOnly = try PFX(
             der: Array(Data(contentsOf: URL(fileURLWithPath: confdir + "/mitmproxy-ca-cert.p12")))
@@ -164,7 +164,7 @@ struct ConfdirTests {
         // OpenSSL, as OS importers do, checks the MAC with the empty password and finds both items.
         for (name, expectsKey) in [("mitmproxy-ca.p12", true), ("mitmproxy-ca-cert.p12", false)] {
             guard
-                let result = try runOpenSSL([
+                let result = try await runOpenSSL([
                     "pkcs12", "-in", confdir + "/" + name, "-info", "-passin", "pass:", "-nodes",
                 ])
             else {

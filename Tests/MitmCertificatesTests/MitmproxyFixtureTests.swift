@@ -58,7 +58,7 @@ struct MitmproxyFixtureTests {
                 "-purpose", "sslserver", "-attime", "\(Int(Fixtures.referenceTime.timeIntervalSince1970) + 3600)",
                 "-verify_hostname", "example.com", root + "/leaf.pem",
             ]
-            if let result = try runOpenSSL(arguments) {
+            if let result = try await runOpenSSL(arguments) {
                 #expect(result.status == 0, "\(result.output)")
                 #expect(result.output.contains("OK"), "\(result.output)")
             }

@@ -1,4 +1,5 @@
 import Foundation
+import MitmTestSupport
 import MitmCertificates
 import SwiftASN1
 import Testing
@@ -76,21 +77,13 @@ func subjectAttributeTypes(_ name: DistinguishedName) -> [ASN1ObjectIdentifier] 
 }
 
 /// Runs the `openssl` command line tool if there is one; `nil` if it isn't installed.
-func runOpenSSL(_ arguments: [String]) throws -> (status: Int32, output: String)? {
+func runOpenSSL(_ arguments: [String]) async throws -> (status: Int32, output: String)? {
     let candidates = ["/usr/bin/openssl", "/usr/local/bin/openssl", "/opt/homebrew/bin/openssl"]
     guard let executable = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
         return nil
     }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    let result = try await CommandRunner.run(executable, arguments, timeout: 30)
+    return (result.timedOut ? -1 : result.exitCode, result.output + result.errorOutput)
 }
 
 /// Whether swift-certificates' RFC 5280 verifier, trusting only `authority`, accepts `leaf` for

@@ -4,6 +4,7 @@ import NIOCore
 import Testing
 
 import MitmIO
+import MitmTestSupport
 
 /// HAR import and export, checked against what mitmproxy 11.0.2 reads from the same files.
 @Suite("HAR")
@@ -399,7 +400,7 @@ struct HARTests {
         "mitmproxy 11's HAR importer reads our export",
         .enabled(if: mitmproxyPython != nil, "needs .venv-mitmproxy-test/bin/python with mitmproxy 11.0.2 (or MITMPROXY_TEST_PYTHON)")
     )
-    func mitmproxyReadsOurExport() throws {
+    func mitmproxyReadsOurExport() async throws {
         let python = try #require(Self.mitmproxyPython)
         var flows = try Self.syntheticFlows()
         flows += try HARReader.read(data: Self.fixture("chrome.har"))
@@ -419,18 +420,8 @@ struct HARTests {
                                 base64.b64encode(fl.request.content or b'').decode(), base64.b64encode(fl.response.content or b'').decode()])
             print(json.dumps({'rows': out}))
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", script, file.path]
-        let pipe = Pipe()
-        let errors = Pipe()
-        process.standardOutput = pipe
-        process.standardError = errors
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        let errorOutput = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(String(decoding: errorOutput, as: UTF8.self))")
+        let (status, output, errorOutput) = try await Self.runPython(python, script, [file.path])
+        #expect(status == 0, "\(errorOutput)")
         guard case .array(let read)? = try HARReader.parse([UInt8](output))["rows"] else {
             Issue.record("no JSON from mitmproxy: \(String(decoding: output, as: UTF8.self))")
             return
@@ -450,19 +441,9 @@ struct HARTests {
     }
 
     /// Runs `script` with mitmproxy's Python and returns what it prints.
-    static func runPython(_ python: String, _ script: String, _ arguments: [String]) throws -> (status: Int32, output: Data, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", script] + arguments
-        let pipe = Pipe()
-        let errors = Pipe()
-        process.standardOutput = pipe
-        process.standardError = errors
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        let errorOutput = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, output, String(decoding: errorOutput, as: UTF8.self))
+    static func runPython(_ python: String, _ script: String, _ arguments: [String]) async throws -> (status: Int32, output: Data, errors: String) {
+        let result = try await CommandRunner.run(python, ["-c", script] + arguments, timeout: 120)
+        return (result.timedOut ? -1 : result.exitCode, result.stdout, result.errorOutput)
     }
 
     /// The document without the entries' `connection` member, which mitmproxy does not write.
@@ -483,7 +464,7 @@ struct HARTests {
         .enabled(if: mitmproxyPython != nil, "needs .venv-mitmproxy-test/bin/python with mitmproxy 11.0.2 (or MITMPROXY_TEST_PYTHON)"),
         arguments: ["successful_log.har", "error_log.har", "websocket.har", "event_stream.har", "incomplete_log.har", "corrupted_gzip_body.har"]
     )
-    func exportMatchesSavehar(file: String) throws {
+    func exportMatchesSavehar(file: String) async throws {
         let python = try #require(Self.mitmproxyPython)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("har-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -498,7 +479,7 @@ struct HARTests {
                 flows = list(io.FlowReader(f).stream())
             sys.stdout.write(json.dumps(SaveHar().make_har(flows), indent=4))
             """
-        let result = try Self.runPython(python, script, [input.path])
+        let result = try await Self.runPython(python, script, [input.path])
         #expect(result.status == 0, "\(result.errors)")
         let ours = try HARWriter.data(for: HARReader.read(data: Self.fixture(file)))
         let oursText = Self.withoutConnection(try HARReader.parse([UInt8](ours))).serialized()
@@ -510,7 +491,7 @@ struct HARTests {
         "a WebSocket capture exports to the HAR mitmproxy's savehar writes, _webSocketMessages included",
         .enabled(if: mitmproxyPython != nil, "needs .venv-mitmproxy-test/bin/python with mitmproxy 11.0.2 (or MITMPROXY_TEST_PYTHON)")
     )
-    func webSocketExportMatchesSavehar() throws {
+    func webSocketExportMatchesSavehar() async throws {
         let python = try #require(Self.mitmproxyPython)
         let capture = Fixtures.url("websocket.mitm")
         let script = """
@@ -521,7 +502,7 @@ struct HARTests {
                 flows = list(io.FlowReader(f).stream())
             sys.stdout.write(json.dumps(SaveHar().make_har(flows), indent=4))
             """
-        let result = try Self.runPython(python, script, [capture.path])
+        let result = try await Self.runPython(python, script, [capture.path])
         #expect(result.status == 0, "\(result.errors)")
         let flows = try FlowReader.readAll(contentsOf: capture).compactMap(\.httpFlow)
         #expect(flows.contains { $0.websocket != nil })

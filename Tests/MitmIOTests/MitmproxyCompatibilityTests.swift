@@ -1,11 +1,12 @@
 import Foundation
 import MitmCore
 import MitmIO
+import MitmTestSupport
 import Testing
 
 /// mitmproxy 11's own reader, run on a file we wrote. Needs the venv `scripts/mitmproxy-venv.sh`
 /// makes (`.venv-mitmproxy-test` in the package root, or `MITMPROXY_TEST_PYTHON`); cancelled without it.
-@Test func mitmproxyReadsOurFiles() throws {
+@Test func mitmproxyReadsOurFiles() async throws {
     let python = try mitmproxyPython()
 
     let flows = (0..<6).map(sampleFlow)
@@ -39,7 +40,7 @@ import Testing
                 })
         print(json.dumps(out))
         """
-    let data = try runPython(python, script, [file.path])
+    let data = try await runPython(python, script, [file.path])
 
     let read = try #require(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
     try #require(read.count == flows.count)
@@ -72,7 +73,7 @@ import Testing
 /// original (connection ids aside: mitmproxy makes up random ones for files older than format 5;
 /// and WebSocket message contents, which mitmproxy's own migration of pre-12 files leaves as `str`
 /// where format 21 has `bytes`, and we write `bytes`).
-@Test func mitmproxyReadsRewrittenFixturesIdentically() throws {
+@Test func mitmproxyReadsRewrittenFixturesIdentically() async throws {
     let python = try mitmproxyPython()
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mitmio-rewrite-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -118,7 +119,7 @@ import Testing
                 diff(x, y, "%s#%d" % (name, i))
         print(json.dumps(diffs))
         """
-    let data = try runPython(python, script, [Fixtures.directory.path, directory.path] + names)
+    let data = try await runPython(python, script, [Fixtures.directory.path, directory.path] + names)
     let diffs = try #require(try JSONSerialization.jsonObject(with: data) as? [String])
     #expect(diffs == [])
 }
@@ -135,18 +136,8 @@ private func mitmproxyPython() throws -> String {
 }
 
 /// Runs `script` and returns its standard output; a non-zero exit fails the test with its stderr.
-private func runPython(_ python: String, _ script: String, _ arguments: [String]) throws -> Data {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: python)
-    process.arguments = ["-c", script] + arguments
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    try #require(process.terminationStatus == 0, "mitmproxy failed: \(errorText)")
-    return data
+private func runPython(_ python: String, _ script: String, _ arguments: [String]) async throws -> Data {
+    let result = try await CommandRunner.run(python, ["-c", script] + arguments, timeout: 120)
+    try #require(result.succeeded, "mitmproxy failed: \(result)")
+    return result.stdout
 }

@@ -12,7 +12,7 @@ struct AddonFlagsCLITests {
             defer { try? FileManager.default.removeItem(atPath: confdir) }
             try "from a file".write(toFile: confdir + "/replacement.txt", atomically: true, encoding: .utf8)
             try "<p>local</p>".write(toFile: confdir + "/page.html", atomically: true, encoding: .utf8)
-            let dump = try RunningMitmDump.start([
+            let dump = try await RunningMitmDump.start([
                 "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0",
                 "--setheader", "/~q/X-Set/classic", "-H", "|~s|X-Served|modern",
                 "-B", "/~s/curl/CURL", "--replace-from-file", "/~q/PLACEHOLDER/\(confdir)/replacement.txt",
@@ -59,7 +59,7 @@ struct AddonFlagsCLITests {
         do {
             let origin = try await LoopbackOrigin.start(.plain)
             originPort = origin.port
-            let recorder = try RunningMitmDump.start(["--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0", "-w", file])
+            let recorder = try await RunningMitmDump.start(["--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0", "-w", file])
             defer { recorder.kill() }
             let proxy = "http://127.0.0.1:\(try await recorder.waitForPort())"
             _ = try await Curl.transfer(["-x", proxy, origin.url("/echo?n=1")])
@@ -74,11 +74,11 @@ struct AddonFlagsCLITests {
             #expect(replay.exitCode == 0, "\(replay)")
             #expect(origin.requests.map(\.uri) == ["/echo?n=1", "/bytes/10", "/echo?n=1", "/bytes/10"])
             #expect(replay.output.contains("[replay]"), "\(replay)")
-            try await origin.shutdown()
+            await origin.shutdown()
         }
 
         // -S with the origin gone: the recorded responses answer; --norefresh keeps the recorded Date.
-        let server = try RunningMitmDump.start([
+        let server = try await RunningMitmDump.start([
             "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0", "-S", file, "--norefresh", "--kill",
         ])
         defer { server.kill() }

@@ -86,40 +86,40 @@ struct BuiltInAddonsTests {
     /// exists only inside the lab).
     @Test("block: with the defaults, a private client is served and a global one is cut off unserved")
     func block() async throws {
-        if let reason = NetworkLab.unavailableReason {
+        if let reason = await NetworkLab.unavailableReason {
             try Test.cancel("skipped: \(reason)")
         }
-        let lab = try NetworkLab.make(proxyPort: 18080)
-        defer { lab.teardown() }
-        let global = "1.2.3.4"
-        for (namespace, arguments) in [
-            (NetworkLab.Namespace.client, ["ip", "addr", "add", "\(global)/32", "dev", lab.clientInterface]),
-            (.router, ["ip", "route", "add", "\(global)/32", "dev", lab.routerInterface]),
-        ] {
-            let result = lab.run(in: namespace, arguments)
-            try #require(result.succeeded, "\(result)")
-        }
-        let executor = try NetworkNamespaceExecutor(namespace: lab.routerNamespace)
-        try await withTaskExecutorPreference(executor) {
-            let listenInLab: (inout ProxyOptions) -> Void = { options in
-                options.listenHost = "0.0.0.0"
-                options.listenPort = lab.proxyPort
+        try await NetworkLab.with(proxyPort: 18080) { lab in
+            let global = "1.2.3.4"
+            for (namespace, arguments) in [
+                (NetworkLab.Namespace.client, ["ip", "addr", "add", "\(global)/32", "dev", lab.clientInterface]),
+                (.router, ["ip", "route", "add", "\(global)/32", "dev", lab.routerInterface]),
+            ] {
+                let result = await lab.run(in: namespace, arguments)
+                try #require(result.succeeded, "\(result)")
             }
-            try await withProxy(addons: [Block(), Onboarding()], configure: listenInLab) { proxy in
-                let proxyURL = "http://\(NetworkLab.routerIPv4):\(lab.proxyPort)"
-                let curl = ["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "-x", proxyURL]
+            let executor = try NetworkNamespaceExecutor(namespace: lab.routerNamespace)
+            try await withTaskExecutorPreference(executor) {
+                let listenInLab: (inout ProxyOptions) -> Void = { options in
+                    options.listenHost = "0.0.0.0"
+                    options.listenPort = lab.proxyPort
+                }
+                try await withProxy(addons: [Block(), Onboarding()], configure: listenInLab) { proxy in
+                    let proxyURL = "http://\(NetworkLab.routerIPv4):\(lab.proxyPort)"
+                    let curl = ["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "-x", proxyURL]
 
-                let served = lab.run(in: .client, curl + ["http://mitm.it/cert/pem"])
-                #expect(served.succeeded && served.stdout == "200", "a private client is served by default: \(served)")
+                    let served = await lab.run(in: .client, curl + ["http://mitm.it/cert/pem"])
+                    #expect(served.succeeded && served.stdout == "200", "a private client is served by default: \(served)")
 
-                let refused = lab.run(in: .client, curl + ["--interface", global, "http://mitm.it/cert/pem"])
-                #expect(!refused.succeeded, "a global client gets no answer: \(refused)")
-                #expect(refused.stdout == "000", "\(refused)")
-                #expect(
-                    await proxy.logs.wait(forMessageContaining: "Client connection from \(global) killed by block_global option."),
-                    "\(proxy.logs.messages)"
-                )
-                #expect(!proxy.logs.contains("Client connection from \(NetworkLab.clientIPv4) killed"), "\(proxy.logs.messages)")
+                    let refused = await lab.run(in: .client, curl + ["--interface", global, "http://mitm.it/cert/pem"])
+                    #expect(!refused.succeeded, "a global client gets no answer: \(refused)")
+                    #expect(refused.stdout == "000", "\(refused)")
+                    #expect(
+                        await proxy.logs.wait(forMessageContaining: "Client connection from \(global) killed by block_global option."),
+                        "\(proxy.logs.messages)"
+                    )
+                    #expect(!proxy.logs.contains("Client connection from \(NetworkLab.clientIPv4) killed"), "\(proxy.logs.messages)")
+                }
             }
         }
     }

@@ -11,7 +11,7 @@ struct FlowFileCLITests {
             let directory = try temporaryDirectory()
             let capture = directory + "/out.mitm"
             let har = directory + "/out.har"
-            let dump = try RunningMitmDump.start([
+            let dump = try await RunningMitmDump.start([
                 "--set", "confdir=\(directory)", "--listen-host", "127.0.0.1", "-p", "0",
                 "-w", capture, "--set", "hardump=\(har)",
             ])

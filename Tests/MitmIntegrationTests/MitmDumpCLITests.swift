@@ -41,7 +41,7 @@ struct MitmDumpCLITests {
     @Test("several --mode values start one listener each, @port choosing the port; classic -U/--socks/-T parse")
     func severalModes() async throws {
         let confdir = try temporaryDirectory()
-        let dump = try RunningMitmDump.start([
+        let dump = try await RunningMitmDump.start([
             "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0", "--mode", "regular", "--socks",
             "--mode", "upstream:http://127.0.0.1:9@0",
         ])
@@ -57,7 +57,7 @@ struct MitmDumpCLITests {
     func anticacheAnticomp() async throws {
         try await withLoopbackOrigin(.plain) { origin in
             let confdir = try temporaryDirectory()
-            let dump = try RunningMitmDump.start([
+            let dump = try await RunningMitmDump.start([
                 "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0", "--anticache", "--anticomp",
             ])
             defer { dump.kill() }
@@ -108,7 +108,7 @@ struct MitmDumpCLITests {
     func outputAndShutdown() async throws {
         try await withLoopbackOrigin(.plain) { origin in
             let confdir = try temporaryDirectory()
-            let dump = try RunningMitmDump.start(["--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0"])
+            let dump = try await RunningMitmDump.start(["--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0"])
             defer { dump.kill() }
             let port = try await dump.waitForPort()
 
@@ -142,7 +142,7 @@ struct MitmDumpCLITests {
     func quiet() async throws {
         try await withLoopbackOrigin(.plain) { origin in
             let confdir = try temporaryDirectory()
-            let dump = try RunningMitmDump.start(["-q", "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0"])
+            let dump = try await RunningMitmDump.start(["-q", "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0"])
             defer { dump.kill() }
             // -q hides the listening line too, so find the port from the process's sockets.
             let port = try await dump.waitForListeningPortFromProc()
@@ -159,7 +159,7 @@ struct MitmDumpCLITests {
     func flowDetailHeaders() async throws {
         try await withLoopbackOrigin(.plain) { origin in
             let confdir = try temporaryDirectory()
-            let dump = try RunningMitmDump.start([
+            let dump = try await RunningMitmDump.start([
                 "--flow-detail", "2", "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0",
             ])
             defer { dump.kill() }
@@ -175,34 +175,17 @@ struct MitmDumpCLITests {
 
 /// A mitmdump process whose output is collected as it runs.
 final class RunningMitmDump: Sendable {
-    let process: Process
-    private let collected = Mutex("")
+    let process: ChildProcess
 
-    static func start(_ arguments: [String]) throws -> RunningMitmDump {
-        let process = Process()
-        process.executableURL = MitmDumpCLITests.binary
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        let dump = RunningMitmDump(process: process)
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            guard !data.isEmpty else {
-                handle.readabilityHandler = nil
-                return
-            }
-            dump.collected.withLock { $0 += String(decoding: data, as: UTF8.self) }
-        }
-        try process.run()
-        return dump
+    static func start(_ arguments: [String]) async throws -> RunningMitmDump {
+        RunningMitmDump(process: try await ChildProcess.start(MitmDumpCLITests.binary.path, arguments))
     }
 
-    private init(process: Process) {
+    private init(process: ChildProcess) {
         self.process = process
     }
 
-    var output: String { collected.withLock { $0 } }
+    var output: String { process.output }
 
     /// The port from "… listening at 127.0.0.1:PORT."
     func waitForPort() async throws -> Int {
@@ -217,7 +200,7 @@ final class RunningMitmDump: Sendable {
 
     /// For -q: the listening port read from /proc (the process prints nothing).
     func waitForListeningPortFromProc() async throws -> Int {
-        let pid = process.processIdentifier
+        let pid = process.pid
         for _ in 0..<100 {
             let result = try await CommandRunner.run("ss", ["-ltnpH"], timeout: 5)
             for line in result.output.split(separator: "\n") where line.contains("pid=\(pid),") {
@@ -238,8 +221,8 @@ final class RunningMitmDump: Sendable {
             if let line = output.split(separator: "\n").first(where: { $0.contains(text) }) {
                 return String(line)
             }
-            if !process.isRunning {
-                throw TestFailure("mitmdump exited (\(process.terminationStatus)) before printing '\(text)':\n\(output)")
+            if let code = process.exitCode {
+                throw TestFailure("mitmdump exited (\(code)) before printing '\(text)':\n\(self.output)")
             }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -251,16 +234,14 @@ final class RunningMitmDump: Sendable {
     }
 
     func waitForExit(timeout: Double) async throws -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline {
-            try await Task.sleep(for: .milliseconds(50))
+        guard let code = await process.waitForExit(timeout: timeout) else {
+            throw TestFailure("mitmdump did not exit within \(timeout) s")
         }
-        guard !process.isRunning else { throw TestFailure("mitmdump did not exit within \(timeout) s") }
-        return process.terminationStatus
+        return code
     }
 
     func kill() {
-        if process.isRunning { process.terminate() }
+        process.terminate()
     }
 }
 

@@ -27,7 +27,7 @@ struct OptionsCLITests {
             // …and the classic files of 0.18, in their own syntax.
             try "# classic\n--anticomp\nlisten-host = 127.0.0.1\n".write(toFile: confdir + "/common.conf", atomically: true, encoding: .utf8)
             try "flow-detail: 1\n".write(toFile: confdir + "/mitmdump.conf", atomically: true, encoding: .utf8)
-            let dump = try RunningMitmDump.start(["--set", "confdir=\(confdir)", "-p", "0"])
+            let dump = try await RunningMitmDump.start(["--set", "confdir=\(confdir)", "-p", "0"])
             defer { dump.kill() }
             let port = try await dump.waitForPort()
             let result = try await CommandRunner.run("curl", [
@@ -74,7 +74,7 @@ struct OptionInterplayCLITests {
         try await withLoopbackOrigin(.plain) { origin in
             let confdir = try temporaryDirectory()
             defer { try? FileManager.default.removeItem(atPath: confdir) }
-            let dump = try RunningMitmDump.start([
+            let dump = try await RunningMitmDump.start([
                 "--set", "confdir=\(confdir)", "--listen-host", "127.0.0.1", "-p", "0",
                 "--mode", "reverse:http://127.0.0.1:\(origin.port)", "--keep-host-header", "--showhost", "--anticache",
                 "--set", "body_size_limit=1k", "--set", "stream_large_bodies=512",

@@ -118,16 +118,18 @@ struct RegularProxyHTTPTests {
         try await withLoopbackOrigin { origin in
             try await withProxy { proxy in
                 let body = Data((0..<200_000).map { UInt8(truncatingIfNeeded: 97 + $0 % 26) })
+                // curl holds the body back for longer than it may take in all: it can only finish
+                // in time if the proxy sends 100 Continue.
                 let t = try await Curl.transfer(
                     [
-                        "-x", proxy.proxyURL, "-H", "Expect: 100-continue", "--expect100-timeout", "5",
+                        "-x", proxy.proxyURL, "-H", "Expect: 100-continue", "--expect100-timeout", "60",
                         "--data-binary", "@-", origin.url("/echo"),
                     ],
+                    maxTime: 30,
                     stdin: body
                 )
-                #expect(t.statusCode == 200, "\(t)")
+                #expect(t.statusCode == 200, "the proxy did not send 100 Continue, or the exchange failed: \(t)")
                 #expect(t.headerDump.contains("100 Continue"), "curl should have seen an interim 100 Continue: \(t.headerDump)")
-                #expect(t.command.duration < 4, "curl waited for its expect100-timeout: the proxy did not send 100 Continue")
                 let recorded = try #require(origin.requests.first, "origin saw nothing")
                 #expect(Data(recorded.body) == body, "origin got \(recorded.body.count) of \(body.count) bytes")
             }

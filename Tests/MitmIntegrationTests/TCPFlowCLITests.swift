@@ -13,7 +13,7 @@ struct TCPFlowCLITests {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let file = directory + "/tcp.mitm"
-        let dump = try RunningMitmDump.start([
+        let dump = try await RunningMitmDump.start([
             "--set", "confdir=\(directory)", "--listen-host", "127.0.0.1", "-p", "0",
             "--tcp-hosts", "^127\\.", "--flow-detail", "3", "-w", file,
         ])

@@ -64,12 +64,7 @@ struct UpstreamHTTPSProxyTests {
         let log = scratch.file("proxy.log")
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, cert, key]
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
+        let process = try await ChildProcess.start("python3", [script, cert, key], stdout: .file(handle), stderr: .file(handle))
         defer { process.terminate() }
         func lines() -> [[String: Any]] {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""

@@ -11,7 +11,7 @@ struct WebSocketCLITests {
         try await withLoopbackOrigin(.plain) { origin in
             let directory = try temporaryDirectory()
             let capture = directory + "/ws.mitm"
-            let dump = try RunningMitmDump.start([
+            let dump = try await RunningMitmDump.start([
                 "--set", "confdir=\(directory)", "--listen-host", "127.0.0.1", "-p", "0", "-w", capture,
             ])
             defer { dump.kill() }
@@ -46,7 +46,7 @@ struct WebSocketCLITests {
         try await withLoopbackOrigin(.plain) { origin in
             let directory = try temporaryDirectory()
             let capture = directory + "/open.mitm"
-            let dump = try RunningMitmDump.start([
+            let dump = try await RunningMitmDump.start([
                 "--set", "confdir=\(directory)", "--listen-host", "127.0.0.1", "-p", "0", "-w", capture,
             ])
             defer { dump.kill() }

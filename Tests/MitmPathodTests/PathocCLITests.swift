@@ -142,29 +142,13 @@ struct PathodExecutableTests {
         try Data((certificate.certificatePEM + "\n" + (certificate.privateKeyPEM ?? "")).utf8).write(to: URL(fileURLWithPath: pem))
         let log = directory.appendingPathComponent("log.jsonl").path
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: PathocCLITests.binary("pathod"))
-        process.arguments = ["-p", "0", "-s", "--cert", pem, "--json-log", log]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        defer {
-            process.terminate()
-            process.waitUntilExit()
-        }
-        // The first line names the port. Read it on a thread of its own: the read blocks.
-        let handle = output.fileHandleForReading
-        let text = await withCheckedContinuation { continuation in
-            Thread {
-                var text = ""
-                while !text.contains("\n") {
-                    let chunk = handle.availableData
-                    if chunk.isEmpty { break }
-                    text += String(decoding: chunk, as: UTF8.self)
-                }
-                continuation.resume(returning: text)
-            }.start()
-        }
+        let process = try await ChildProcess.start(
+            PathocCLITests.binary("pathod"), ["-p", "0", "-s", "--cert", pem, "--json-log", log], stderr: .discard
+        )
+        defer { process.terminate() }
+        // The first line names the port.
+        #expect(await process.waitForOutput(containing: "\n"), "pathod printed no port: \(process.output)")
+        let text = process.output
         let port = try #require(text.split(separator: "\n").first?.split(separator: ":").last.map(String.init))
         let result = try await CommandRunner.run(
             "curl", ["-sk", "-v", "--max-time", "30", "https://127.0.0.1:\(port)/p/200:b'secret'"], timeout: 40
