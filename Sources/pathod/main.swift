@@ -43,11 +43,20 @@ struct PathodCommand: AsyncParsableCommand {
     @Flag(name: [.customShort("C"), .customLong("plain-connect")], help: "Serve CONNECT tunnels in plain text instead of TLS.")
     var plainConnect = false
 
-    @Option(name: [.customLong("cert")], help: "A PEM file with the certificate chain and private key for TLS (default: a self-signed certificate made at start).")
-    var certificate: String?
+    @Option(
+        name: [.customLong("cert")],
+        help: ArgumentHelp(
+            "A certificate for TLS: '[domain=]path'. The domain may be a wildcard ('*.example.com') and is '*' when left out. The PEM file holds the chain, leaf first, and the private key (or see --cert-key). Repeatable; clients get the one for the name they ask for (SNI), else the '*' one, else a self-signed certificate made at start.",
+            valueName: "spec"
+        )
+    )
+    var certificates: [String] = []
 
-    @Option(name: [.customLong("cert-key")], help: "The private key's PEM file, if not in the --cert file.")
+    @Option(name: [.customLong("cert-key")], help: "The private key's PEM file, for --cert files without one.")
     var certificateKey: String?
+
+    @Option(name: [.customLong("cn")], help: "The common name of the self-signed certificate made at start.")
+    var commonName = "pathod.net"
 
     @Flag(name: [.short, .customLong("explain")], help: "Freeze each spec before serving it, so the log shows exactly what was sent.")
     var explain = false
@@ -92,11 +101,19 @@ struct PathodCommand: AsyncParsableCommand {
         configuration.connectTLS = !plainConnect
         configuration.explain = explain
         configuration.timeout = timeout
-        if let certificate {
+        configuration.commonName = commonName
+        for spec in certificates {
+            let (domain, path) = splitCertificateSpec(spec)
+            let certificate: PathodCertificate
             do {
-                configuration.certificate = try PathodCertificate.load(path: certificate, keyPath: certificateKey)
+                certificate = try PathodCertificate.load(path: path, keyPath: certificateKey)
             } catch {
-                throw ValidationError("Cannot load certificate '\(certificate)': \(error)")
+                throw ValidationError("Cannot load certificate '\(path)' (--cert \(spec)): \(error)")
+            }
+            if domain == "*" {
+                configuration.certificate = certificate
+            } else {
+                configuration.domainCertificates.append(PathodDomainCertificate(pattern: domain, certificate: certificate))
             }
         }
 
@@ -172,4 +189,10 @@ func parseSize(_ text: String) -> UInt64? {
         return overflow ? nil : result
     }
     return UInt64(lower)
+}
+
+/// `[domain=]path`: the domain is `*` when there is none. The first `=` splits, as in pathod.
+func splitCertificateSpec(_ spec: String) -> (domain: String, path: String) {
+    guard let equals = spec.firstIndex(of: "=") else { return ("*", spec) }
+    return (String(spec[..<equals]), String(spec[spec.index(after: equals)...]))
 }

@@ -1,5 +1,5 @@
 import Foundation
-import MitmPathod
+@testable import MitmPathod
 import MitmTestSupport
 import Testing
 
@@ -164,5 +164,55 @@ struct PathodExecutableTests {
         let entry = try JSONDecoder().decode(PathodLogEntry.self, from: Data(try #require(lines.first).utf8))
         #expect(entry.type == "crafted" && entry.response?.statusCode == 200 && entry.request?.tls == true)
         #expect(entry.response?.body == "secret")
+    }
+
+    @Test("--cert domain=path: the client gets the certificate for the name it asks for, the most specific first")
+    func certificatesByServerName() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pathod-sni-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func write(_ commonName: String, withKey: Bool = true) throws -> String {
+            let certificate = try PathodCertificate.selfSigned(commonName: commonName)
+            let path = directory.appendingPathComponent("\(commonName).pem").path
+            let text = certificate.certificatePEM + "\n" + (withKey ? certificate.privateKeyPEM ?? "" : "")
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let fallback = try write("fallback.test")
+        let wildcard = try write("wildcard.example.test")
+        let exact = try write("exact.example.test")
+
+        let process = try await ChildProcess.start(
+            PathocCLITests.binary("pathod"),
+            ["-p", "0", "-s", "--cert", fallback, "--cert", "*.example.test=\(wildcard)", "--cert", "www.example.test=\(exact)"]
+        )
+        defer { process.terminate() }
+        #expect(await process.waitForOutput(containing: "listening on"), "\(process.output)")
+        let port = try #require(process.output.split(separator: "\n").first?.split(separator: ":").last.map(String.init))
+
+        func subject(asking name: String) async throws -> String {
+            let result = try await CommandRunner.run("curl", [
+                "-sk", "-v", "--max-time", "20", "--resolve", "\(name):\(port):127.0.0.1", "https://\(name):\(port)/p/200",
+            ], timeout: 30)
+            #expect(result.succeeded, "\(result)")
+            return result.errorOutput.split(separator: "\n").first { $0.contains("subject:") }.map(String.init) ?? result.errorOutput
+        }
+        #expect(try await subject(asking: "www.example.test").contains("CN=exact.example.test"))
+        #expect(try await subject(asking: "other.example.test").contains("CN=wildcard.example.test"))
+        #expect(try await subject(asking: "a.b.example.test").contains("CN=wildcard.example.test"), "*.example.test covers deeper names, as pathod's lookup did")
+        #expect(try await subject(asking: "localhost").contains("CN=fallback.test"))
+
+        // A certificate file without a key, and no --cert-key: refused at start, naming the file.
+        let keyless = try write("keyless.test", withKey: false)
+        let refused = try await CommandRunner.run(PathocCLITests.binary("pathod"), ["-p", "0", "--cert", "x.test=\(keyless)"], timeout: 10)
+        #expect(refused.exitCode != 0)
+        #expect(refused.errorOutput.contains("no private key in \(keyless)"), "\(refused)")
+    }
+
+    @Test("Certificate lookup by server name: exact, then wildcards from the most specific, then *")
+    func certificateCandidates() {
+        #expect(PathodDomainCertificate.candidates(for: "www.b.Example") == ["www.b.example", "*.b.example", "*.example", "*"])
+        #expect(PathodDomainCertificate.candidates(for: nil) == ["*"])
+        #expect(PathodDomainCertificate.candidates(for: "localhost") == ["localhost", "*"])
     }
 }

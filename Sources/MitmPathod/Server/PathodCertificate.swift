@@ -51,23 +51,86 @@ public struct PathodCertificate: Sendable {
         )
     }
 
-    /// A certificate chain and private key from one PEM file (or two: `keyPath` defaults to `path`).
+    /// A certificate chain (leaf first) from a PEM file, with the private key in the same file or,
+    /// when it has none, in `keyPath`.
     public static func load(path: String, keyPath: String? = nil) throws -> PathodCertificate {
         let chain = try NIOSSLCertificate.fromPEMFile(path)
         guard !chain.isEmpty else { throw PathodConfigurationError("no certificate in \(path)") }
-        let key = try NIOSSLPrivateKey(file: keyPath ?? path, format: .pem)
-        let pem = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        let pem = try String(contentsOfFile: path, encoding: .utf8)
+        let key: NIOSSLPrivateKey
+        if pem.contains("PRIVATE KEY-----") {
+            key = try NIOSSLPrivateKey(file: path, format: .pem)
+        } else if let keyPath {
+            key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+        } else {
+            throw PathodConfigurationError("no private key in \(path): add it to the file or give --cert-key")
+        }
         return PathodCertificate(chain: chain, key: key, certificatePEM: pem, privateKeyPEM: nil)
     }
 
-    /// A server context offering `protocols` by ALPN.
-    func serverContext(protocols: [String] = ["http/1.1"]) throws -> NIOSSLContext {
+    /// A server context offering `protocols` by ALPN, presenting this certificate unless one of
+    /// `domainCertificates` is for the name the client asks for (SNI).
+    func serverContext(
+        protocols: [String] = ["http/1.1"],
+        domainCertificates: [PathodDomainCertificate] = []
+    ) throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) },
             privateKey: .privateKey(key)
         )
         configuration.applicationProtocols = protocols
+        if !domainCertificates.isEmpty {
+            configuration.sslContextCallback = { values, promise in
+                guard let chosen = PathodDomainCertificate.match(values.serverHostname, in: domainCertificates) else {
+                    promise.succeed(.noChanges)
+                    return
+                }
+                var override = NIOSSLContextConfigurationOverride()
+                override.certificateChain = chosen.chain.map { .certificate($0) }
+                override.privateKey = .privateKey(chosen.key)
+                promise.succeed(override)
+            }
+        }
         return try NIOSSLContext(configuration: configuration)
+    }
+}
+
+/// A certificate for the server names matching `pattern`: pathod's `--cert domain=path`.
+public struct PathodDomainCertificate: Sendable {
+    /// A name (`www.example.com`) or a wildcard (`*.example.com`, `*`).
+    public var pattern: String
+    public var certificate: PathodCertificate
+
+    public init(pattern: String, certificate: PathodCertificate) {
+        self.pattern = pattern
+        self.certificate = certificate
+    }
+
+    /// The certificate for `serverName`: the exact name first, then wildcards from the most specific
+    /// (`*.b.example` before `*.example`) to `*`; nil when none matches (or there is no name and no `*`).
+    static func match(_ serverName: String?, in certificates: [PathodDomainCertificate]) -> PathodCertificate? {
+        var byPattern: [String: PathodCertificate] = [:]
+        for entry in certificates where byPattern[entry.pattern.lowercased()] == nil {
+            byPattern[entry.pattern.lowercased()] = entry.certificate
+        }
+        for candidate in candidates(for: serverName) {
+            if let certificate = byPattern[candidate] { return certificate }
+        }
+        return nil
+    }
+
+    /// `www.b.example` → `www.b.example`, `*.b.example`, `*.example`, `*`.
+    static func candidates(for serverName: String?) -> [String] {
+        guard let name = serverName?.lowercased(), !name.isEmpty else { return ["*"] }
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        var result = [name]
+        if labels.count > 1 {
+            for start in 1..<labels.count {
+                result.append("*." + labels[start...].joined(separator: "."))
+            }
+        }
+        result.append("*")
+        return result
     }
 }
 

@@ -30,8 +30,13 @@ public struct PathodConfiguration: Sendable {
     public var ssl = false
     /// Offer HTTP/2 on `-s` connections.
     public var http2 = true
-    /// The certificate for TLS; nil makes a self-signed one at start.
+    /// The certificate for TLS; nil makes a self-signed one at start, for ``commonName``.
     public var certificate: PathodCertificate?
+    /// Certificates for particular server names (`--cert domain=path`), chosen by SNI: the exact
+    /// name first, then the most specific wildcard; ``certificate`` for the rest.
+    public var domainCertificates: [PathodDomainCertificate] = []
+    /// The common name of the self-signed certificate made at start (`--cn`).
+    public var commonName = "pathod.net"
     /// Freeze each spec before serving it, so the log shows exactly what was sent.
     public var explain = false
     /// Close a connection idle for this long; nil waits for ever.
@@ -76,9 +81,12 @@ public final class PathodServer: Sendable {
             }
         }
         self.anchors = Anchors(anchors.map { (regex: $0.0, message: $0.2) })
-        self.certificate = try configuration.certificate ?? PathodCertificate.selfSigned()
-        self.tlsContext = try certificate.serverContext()
-        self.sslContext = try certificate.serverContext(protocols: configuration.http2 ? ["h2", "http/1.1"] : ["http/1.1"])
+        self.certificate = try configuration.certificate ?? PathodCertificate.selfSigned(commonName: configuration.commonName)
+        self.tlsContext = try certificate.serverContext(domainCertificates: configuration.domainCertificates)
+        self.sslContext = try certificate.serverContext(
+            protocols: configuration.http2 ? ["h2", "http/1.1"] : ["http/1.1"],
+            domainCertificates: configuration.domainCertificates
+        )
         self.logStore = PathodLogStore(sink: logSink)
     }
 
