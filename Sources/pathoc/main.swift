@@ -20,14 +20,20 @@ struct PathocCommand: AsyncParsableCommand {
     @Option(name: [.short, .customLong("port")], help: "Port (default 80, or 443 with -s; a port in host[:port] wins).")
     var port: Int?
 
-    @Option(name: [.short], help: "Repeat the specs on this many new connections.")
+    @Option(name: [.short], parsing: .unconditional, help: "Repeat the specs on this many new connections (-1: until interrupted).")
     var n = 1
+
+    @Option(name: [.short, .customLong("wait")], help: "Seconds to wait after each request.")
+    var wait: Double = 0
 
     @Flag(name: [.short, .customLong("ssl")], help: "Connect with TLS (certificates are not verified).")
     var ssl = false
 
-    @Option(name: [.customLong("sni")], help: "TLS server name indication.")
+    @Option(name: [.customShort("i"), .customLong("sni")], help: "TLS server name indication.")
     var sni: String?
+
+    @Option(name: [.customShort("C"), .customLong("client-cert")], help: "A PEM file with a client certificate and its private key, for TLS.")
+    var clientCertificate: String?
 
     @Option(name: [.short, .customLong("connect")], help: "HOST:PORT: issue a CONNECT through the server (a proxy) first.")
     var connect: String?
@@ -46,6 +52,18 @@ struct PathocCommand: AsyncParsableCommand {
 
     @Flag(name: [.customShort("r"), .customLong("show-response")], help: "Print each response's headers and body.")
     var showResponse = false
+
+    @Flag(name: [.customShort("x"), .customLong("hexdump")], help: "Show the bytes of -q and -r as a hex dump.")
+    var hexdump = false
+
+    @Flag(name: [.customShort("S"), .customLong("show-ssl")], help: "After a connection's first exchange, show its TLS version and the server's certificate.")
+    var showTLS = false
+
+    @Flag(name: [.customShort("T"), .customLong("ignore-timeout")], help: "A timeout ends the connection quietly and is not an error.")
+    var ignoreTimeout = false
+
+    @Flag(name: [.customShort("o"), .customLong("oneshot")], help: "Exit after the first response that is shown (not ignored by -I).")
+    var oneshot = false
 
     @Flag(name: [.customLong("http2")], help: "Speak HTTP/2 (implies -s; the server must offer h2 by ALPN).")
     var http2 = false
@@ -68,6 +86,17 @@ struct PathocCommand: AsyncParsableCommand {
         configuration.explain = explain
         configuration.showRequest = showRequest
         configuration.showResponse = showResponse
+        configuration.hexdump = hexdump
+        configuration.showTLS = showTLS
+        configuration.ignoreTimeout = ignoreTimeout
+        configuration.oneshot = oneshot
+        configuration.wait = max(0, wait)
+        if let clientCertificate {
+            guard FileManager.default.isReadableFile(atPath: clientCertificate) else {
+                throw ValidationError("Cannot read the client certificate '\(clientCertificate)'")
+            }
+            configuration.clientCertificate = clientCertificate
+        }
         if let connect {
             let parts = connect.split(separator: ":")
             guard parts.count == 2, let p = Int(parts[1]) else {

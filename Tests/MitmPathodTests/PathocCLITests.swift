@@ -118,6 +118,83 @@ struct PathocCLITests {
         }
     }
 
+    @Test("classic output flags: -x hex dump, -o one shot, -T quiet timeouts, -w waits, -S shows the TLS session")
+    func classicOutputFlags() async throws {
+        try await withPathod { pathod in
+            let hex = try await pathoc(["-x", "-q", pathod.authority, "get:/p/200"])
+            #expect(hex.succeeded && hex.output.contains("00000000  47 45 54 20 2f 70 2f 32 30 30 20 48 54 54 50 2f  GET /p/200 HTTP/"), "\(hex)")
+
+            pathod.clearLog()
+            let oneshot = try await pathoc(["-o", "-I", "404", pathod.authority, "get:/p/404", "get:/p/200", "get:/p/201"])
+            #expect(oneshot.succeeded && oneshot.output == ">> get:/p/200\n<< 200 OK: 0 bytes\n", "\(oneshot)")
+            #expect(pathod.requests.count == 2, "pathoc stopped after the first shown response")
+
+            // -n -1 repeats until something stops it: here -o.
+            let forever = try await pathoc(["-n", "-1", "-o", pathod.authority, "get:/p/200"])
+            #expect(forever.succeeded && forever.output == ">> get:/p/200\n<< 200 OK: 0 bytes\n", "\(forever)")
+
+            let quiet = try await pathoc(["-T", "-t", "1", pathod.authority, "get:'/p/200:p0,f'"])
+            #expect(quiet.succeeded && !quiet.output.contains("Timeout"), "\(quiet)")
+
+            let waited = try await pathoc(["-w", "0.4", pathod.authority, "get:/p/200", "get:/p/200"])
+            #expect(waited.succeeded && waited.duration >= 0.8, "two waits of 0.4 s: \(waited.duration) s")
+        }
+        try await withPathod(configure: { $0.ssl = true }) { pathod in
+            let shown = try await pathoc(["-S", "-s", "-i", "sni.example", pathod.authority, "get:/p/200", "get:/p/200"])
+            #expect(shown.succeeded, "\(shown)")
+            #expect(shown.output.components(separatedBy: "TLS version:").count == 2, "once per connection: \(shown.output)")
+            #expect(shown.output.contains("subject: O=pathod,CN=pathod.net"), "\(shown.output)")
+            #expect(shown.output.contains("subject alternative names: DNS:pathod.net, DNS:localhost, IP:127.0.0.1"), "\(shown.output)")
+            #expect(pathod.requests.first?.request?.sni == "sni.example", "-i sets the SNI")
+        }
+    }
+
+    @Test("-C presents a client certificate to a server that asks for one")
+    func clientCertificate() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pathoc-cc-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let client = directory.appendingPathComponent("client.pem").path
+        let made = try await CommandRunner.run("openssl", [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", "/CN=pathoc-client", "-days", "1", "-keyout", client + ".key", "-out", client,
+        ], timeout: 30)
+        try #require(made.succeeded, "\(made)")
+        try (String(contentsOfFile: client, encoding: .utf8) + String(contentsOfFile: client + ".key", encoding: .utf8))
+            .write(toFile: client, atomically: true, encoding: .utf8)
+        let server = try PathodCertificate.selfSigned()
+        let serverPEM = directory.appendingPathComponent("server.pem").path
+        try (server.certificatePEM + "\n" + (server.privateKeyPEM ?? "")).write(toFile: serverPEM, atomically: true, encoding: .utf8)
+        // A TLS server that requires a client certificate and answers with its common name.
+        let script = """
+            import socket, ssl, sys
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(sys.argv[1])
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(sys.argv[2])
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            print(listener.getsockname()[1], flush=True)
+            connection = context.wrap_socket(listener.accept()[0], server_side=True)
+            subject = dict(item[0] for item in connection.getpeercert()["subject"])["commonName"].encode()
+            data = b""
+            while b"\\r\\n\\r\\n" not in data:
+                data += connection.recv(4096)
+            connection.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(subject), subject))
+            connection.close()
+            """
+        let process = try await ChildProcess.start("python3", ["-c", script, serverPEM, client])
+        defer { process.terminate() }
+        #expect(await process.waitForOutput(containing: "\n"), "\(process.output)")
+        let port = try #require(Int(process.output.trimmingCharacters(in: .whitespacesAndNewlines)), "\(process.output)")
+        let result = try await pathoc(["-s", "-C", client, "-r", "-t", "20", "127.0.0.1:\(port)", "get:/"])
+        #expect(result.succeeded && result.output.contains("pathoc-client"), "the server saw our certificate: \(result)")
+
+        let missing = try await pathoc(["-s", "-C", directory.appendingPathComponent("none.pem").path, "127.0.0.1:\(port)", "get:/"])
+        #expect(missing.exitCode != 0 && missing.errorOutput.contains("Cannot read the client certificate"), "\(missing)")
+    }
+
     @Test("pathod: listens, serves, and refuses a bad anchor at start with the position")
     func pathodExecutable() async throws {
         let bad = try await CommandRunner.run(Self.binary("pathod"), ["-p", "0", "-a", "/x=2oo"], timeout: 10)

@@ -22,16 +22,25 @@ extension Pathoc {
             return false
         }
         var success = true
-        for _ in 0..<max(1, rounds) {
+        var round = 0
+        while rounds < 0 || round < max(1, rounds), !Task.isCancelled {
+            round += 1
             do {
-                try await withHTTP2Connection { multiplexer in
+                let finished = try await withHTTP2Connection { multiplexer -> Bool in
                     for message in messages {
                         guard case .request(let request) = message.withoutTimes else { continue }
                         for _ in 0..<message.repeatCount {
-                            try await http2Request(request, multiplexer: multiplexer)
+                            if Task.isCancelled { return true }
+                            let printed = try await http2Request(request, multiplexer: multiplexer)
+                            if printed && configuration.oneshot { return true }
+                            if configuration.wait > 0 { try await Task.sleep(for: .seconds(configuration.wait)) }
                         }
                     }
+                    return false
                 }
+                if finished { return success }
+            } catch PathocError.timeout where configuration.ignoreTimeout {
+                continue
             } catch let error as PathocError {
                 output(error.description)
                 success = false
@@ -43,12 +52,13 @@ extension Pathoc {
         return success
     }
 
-    private func withHTTP2Connection(
-        _ body: (NIOHTTP2Handler.AsyncStreamMultiplexer<Void>) async throws -> Void
-    ) async throws {
+    private func withHTTP2Connection<T>(
+        _ body: (NIOHTTP2Handler.AsyncStreamMultiplexer<Void>) async throws -> T
+    ) async throws -> T {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none
         tls.applicationProtocols = ["h2", "http/1.1"]
+        try configuration.applyClientCertificate(to: &tls)
         let context = try NIOSSLContext(configuration: tls)
         let name = configuration.sni ?? configuration.host
         let serverName = name.contains(where: { $0.isLetter }) && !name.contains(":") ? name : nil
@@ -93,15 +103,12 @@ extension Pathoc {
             try? await channel.close()
             throw PathocError.connectFailed("HTTP/2 not offered by the server (ALPN chose http/1.1)")
         case .http2(let multiplexer):
-            do {
-                try await body(multiplexer)
-            } catch {
-                throw error
-            }
+            return try await body(multiplexer)
         }
     }
 
-    private func http2Request(_ spec: RequestSpec, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>) async throws {
+    /// Sends one request on a new stream; returns whether its response was printed (not hidden by `-I`).
+    private func http2Request(_ spec: RequestSpec, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>) async throws -> Bool {
         let settings = RenderSettings(isClient: true, requestHost: configuration.host)
         let resolved: RequestSpec
         do {
@@ -170,6 +177,8 @@ extension Pathoc {
         }
         let code = UInt64(status.code)
         lines.append("<< \(code) \(StatusReasons.reason(for: code)): \(length) bytes")
-        if !configuration.ignoreCodes.contains(code) { lines.forEach(output) }
+        guard !configuration.ignoreCodes.contains(code) else { return false }
+        lines.forEach(output)
+        return true
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
+import X509
 
 /// How pathoc connects and what it prints.
 public struct PathocConfiguration: Sendable {
@@ -24,6 +25,18 @@ public struct PathocConfiguration: Sendable {
     public var showRequest = false
     /// `-r`: print each response's bytes.
     public var showResponse = false
+    /// `-x`: show the bytes of `-q` and `-r` as a hex dump.
+    public var hexdump = false
+    /// `-S`: after a connection's first exchange, print its TLS version and the server's certificate.
+    public var showTLS = false
+    /// `-T`: a timeout ends the connection quietly, and is not a failure.
+    public var ignoreTimeout = false
+    /// `-o`: stop after the first response that is printed (not ignored by `-I`).
+    public var oneshot = false
+    /// `-w`: seconds to wait after each request.
+    public var wait: Double = 0
+    /// `-C`: a PEM file with the client certificate (chain) and its private key, for TLS.
+    public var clientCertificate: String?
 
     public init(host: String, port: Int) {
         self.host = host
@@ -74,23 +87,31 @@ public struct Pathoc: Sendable {
         self.output = output
     }
 
-    /// Runs `messages` on one connection per round, `rounds` times (`-n`). Returns false if a
-    /// connection could not be made or an exchange failed.
+    /// Runs `messages` on one connection per round, `rounds` times (`-n`; a negative count repeats
+    /// until cancelled). Returns false if a connection could not be made or an exchange failed.
     public func run(_ messages: [ClientMessage], rounds: Int = 1) async -> Bool {
         var success = true
-        for _ in 0..<max(1, rounds) {
+        var round = 0
+        while rounds < 0 || round < max(1, rounds), !Task.isCancelled {
+            round += 1
             do {
-                try await withConnection { connection in
+                let finished = try await withConnection { connection -> Bool in
                     for message in messages {
                         let once = message.withoutTimes
                         for _ in 0..<message.repeatCount {
-                            if Task.isCancelled { return }
+                            if Task.isCancelled { return true }
                             let carryOn = try await connection.perform(once)
-                            if !carryOn { return }
+                            if connection.printedResponse && configuration.oneshot { return true }
+                            if !carryOn { return false }
+                            if configuration.wait > 0 { try await Task.sleep(for: .seconds(configuration.wait)) }
                         }
                     }
                     try await connection.drainFrames()
+                    return false
                 }
+                if finished { return success }
+            } catch PathocError.timeout where configuration.ignoreTimeout {
+                continue
             } catch let error as PathocError {
                 output(error.description)
                 success = false
@@ -139,7 +160,10 @@ public final class PathocConnection: @unchecked Sendable {
     let output: @Sendable (String) -> Void
     private var timedOut = false
     private var isWebSocket = false
+    private var shownTLS = false
     private let lock = NSLock()
+    /// Whether a response has been printed (not hidden by `-I`), for `-o`.
+    private(set) var printedResponse = false
 
     init(
         configuration: PathocConfiguration, channel: any Channel, reader: WireReader,
@@ -194,6 +218,7 @@ public final class PathocConnection: @unchecked Sendable {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none
         tls.applicationProtocols = ["http/1.1"]
+        try configuration.applyClientCertificate(to: &tls)
         let context = try NIOSSLContext(configuration: tls)
         let name = configuration.sni ?? configuration.connectTo?.host ?? configuration.host
         // SNI must be a host name, not an address.
@@ -233,7 +258,7 @@ public final class PathocConnection: @unchecked Sendable {
         var lines = [">> " + (configuration.explain ? resolved.spec : spec.spec)]
         let rendered = try Renderer.layout(.request(resolved), settings: settings)
         let (disconnected, sent) = try await stream(rendered)
-        if configuration.showRequest { lines.append(escapedForDisplay(sent, limit: 64 * 1024)) }
+        if configuration.showRequest { lines.append(display(sent)) }
         if disconnected {
             lines.forEach(output)
             throw PathocError.disconnected
@@ -253,11 +278,43 @@ public final class PathocConnection: @unchecked Sendable {
         lines.append("<< \(response.statusCode) \(response.reason): \(response.bodyLength) bytes")
         if configuration.showResponse {
             lines.append(response.headers.map { "\($0.name): \($0.value)" }.joined(separator: "\n"))
-            lines.append(escapedForDisplay(response.body, limit: 64 * 1024))
+            lines.append(display(response.body))
         }
-        if !configuration.ignoreCodes.contains(response.statusCode) { lines.forEach(output) }
+        if configuration.showTLS && configuration.ssl && !shownTLS {
+            shownTLS = true
+            lines += await tlsSummary()
+        }
+        if !configuration.ignoreCodes.contains(response.statusCode) {
+            lines.forEach(output)
+            printedResponse = true
+        }
         if resolved.isWebSocket && response.statusCode == 101 { isWebSocket = true }
         return response
+    }
+
+    /// The bytes of `-q`/`-r`: escaped text, or a hex dump with `-x`.
+    func display(_ bytes: [UInt8]) -> String {
+        configuration.hexdump ? hexDump(bytes, limit: 64 * 1024) : escapedForDisplay(bytes, limit: 64 * 1024)
+    }
+
+    /// `-S`: the negotiated TLS version and the server's certificate.
+    func tlsSummary() async -> [String] {
+        let channel = self.channel
+        let version = try? await channel.nioSSL_tlsVersion().get()
+        let certificate = try? await channel.nioSSL_peerCertificate().get()
+        var lines = ["TLS version: \(version.map { "\($0)" } ?? "unknown")"]
+        if let der = try? certificate?.toDERBytes(), let parsed = try? Certificate(derEncoded: der) {
+            lines.append("Server certificate:")
+            lines.append("  subject: \(parsed.subject)")
+            lines.append("  issuer: \(parsed.issuer)")
+            lines.append("  valid: \(parsed.notValidBefore) to \(parsed.notValidAfter)")
+            if let names = try? parsed.extensions.subjectAlternativeNames {
+                lines.append("  subject alternative names: \(names.map(describe).joined(separator: ", "))")
+            }
+        } else {
+            lines.append("Server certificate: none")
+        }
+        return lines
     }
 
     /// Sends a websocket frame; false if its spec disconnected.
@@ -351,4 +408,47 @@ public final class PathocConnection: @unchecked Sendable {
             statusCode: code, reason: head.third, httpVersion: head.first, headers: head.headers, bodyLength: length, body: body
         )
     }
+}
+
+extension PathocConfiguration {
+    /// `-C`: presents the certificate chain and key in ``clientCertificate``.
+    func applyClientCertificate(to tls: inout TLSConfiguration) throws {
+        guard let path = clientCertificate else { return }
+        do {
+            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(path).map { .certificate($0) }
+            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: path, format: .pem))
+        } catch {
+            throw PathocError.connectFailed("Cannot load the client certificate \(path): \(error)")
+        }
+    }
+}
+
+/// `DNS:example.com`, `IP:127.0.0.1`, as openssl shows names.
+private func describe(_ name: GeneralName) -> String {
+    switch name {
+    case .dnsName(let host): return "DNS:" + host
+    case .ipAddress(let octets):
+        let bytes = Array(octets.bytes)
+        guard bytes.count == 16 else { return "IP:" + bytes.map(String.init).joined(separator: ".") }
+        return "IP:" + stride(from: 0, to: bytes.count, by: 2).map { String(format: "%x", Int(bytes[$0]) << 8 | Int(bytes[$0 + 1])) }.joined(separator: ":")
+    case .uniformResourceIdentifier(let uri): return "URI:" + uri
+    case .rfc822Name(let mail): return "email:" + mail
+    default: return "\(name)"
+    }
+}
+
+/// Lines of 16 bytes: the offset, the bytes in hex, and the printable ones as text.
+func hexDump(_ bytes: [UInt8], limit: Int) -> String {
+    let shown = bytes.prefix(limit)
+    var lines: [String] = []
+    var offset = 0
+    while offset < shown.count {
+        let row = shown[shown.startIndex + offset..<shown.startIndex + min(offset + 16, shown.count)]
+        let hex = row.map { String(format: "%02x", $0) }.joined(separator: " ")
+        let text = String(row.map { (32..<127).contains($0) ? Character(UnicodeScalar($0)) : "." })
+        lines.append(String(format: "%08x", offset) + "  " + hex.padding(toLength: 47, withPad: " ", startingAt: 0) + "  " + text)
+        offset += 16
+    }
+    if bytes.count > limit { lines.append("... \(bytes.count - limit) more bytes") }
+    return lines.joined(separator: "\n")
 }
