@@ -19,7 +19,7 @@ struct PathodCommand: AsyncParsableCommand {
     @Option(name: [.customShort("a"), .customLong("anchor")], help: "An anchor: 'regex=spec'. Requests whose path matches get the spec. Repeatable.")
     var anchors: [String] = []
 
-    @Option(name: [.customLong("craft-anchor")], help: "The path prefix under which the rest of the path is a spec.")
+    @Option(name: [.customShort("c"), .customLong("craft-anchor")], help: "The path prefix under which the rest of the path is a spec.")
     var craftAnchor = "/p/"
 
     @Option(name: [.customShort("d"), .customLong("staticdir")], help: "Directory that <path values are read from; without it file values are refused.")
@@ -67,7 +67,16 @@ struct PathodCommand: AsyncParsableCommand {
     @Option(name: [.customLong("json-log")], help: "Append each log entry as a line of JSON to this file ('-' for standard output).")
     var jsonLog: String?
 
-    @Flag(name: [.short, .customLong("quiet")], help: "Print nothing per request.")
+    @Flag(name: [.customShort("q"), .customLong("log-request")], help: "Log each request's head in full.")
+    var logRequest = false
+
+    @Flag(name: [.customShort("r"), .customLong("log-response")], help: "Log each response's status, its spec as served, its size and the start of its body.")
+    var logResponse = false
+
+    @Option(name: [.customShort("f"), .customLong("logfile")], help: "Append the log to this file instead of printing it.")
+    var logFile: String?
+
+    @Flag(name: [.customLong("quiet")], help: "Log nothing per request.")
     var quiet = false
 
     func run() async throws {
@@ -127,6 +136,16 @@ struct PathodCommand: AsyncParsableCommand {
             jsonHandle = jsonLog == "-" ? FileHandle.standardOutput : nil
         }
         let quiet = self.quiet
+        let (logRequest, logResponse) = (self.logRequest, self.logResponse)
+        let logHandle: FileHandle?
+        if let logFile {
+            if !FileManager.default.fileExists(atPath: logFile) { _ = FileManager.default.createFile(atPath: logFile, contents: nil) }
+            guard let handle = FileHandle(forWritingAtPath: logFile) else { throw ValidationError("Cannot write the log file '\(logFile)'") }
+            handle.seekToEndOfFile()
+            logHandle = handle
+        } else {
+            logHandle = nil
+        }
         let server: PathodServer
         do {
             server = try PathodServer(configuration: configuration) { entry in
@@ -135,7 +154,10 @@ struct PathodCommand: AsyncParsableCommand {
                     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                     if let data = try? encoder.encode(entry) { jsonHandle.write(data + Data("\n".utf8)) }
                 }
-                if !quiet && jsonHandle != FileHandle.standardOutput { writeLine(summary(entry)) }
+                if !quiet && (jsonHandle != FileHandle.standardOutput || logHandle != nil) {
+                    let text = describe(entry, request: logRequest, response: logResponse)
+                    if let logHandle { logHandle.write(Data((text + "\n").utf8)) } else { writeLine(text) }
+                }
             }
         } catch {
             throw ValidationError("\(error)")
@@ -172,6 +194,23 @@ func summary(_ entry: PathodLogEntry) -> String {
         line += (line.isEmpty ? "" : " ") + "\(entry.type): \(entry.message ?? "")"
     }
     return line
+}
+
+/// The log's text for an entry: its summary line and, with `-q`/`-r`, the request's head and the
+/// response's status, headers and body start, indented.
+func describe(_ entry: PathodLogEntry, request showRequest: Bool, response showResponse: Bool) -> String {
+    var lines = [summary(entry)]
+    if showRequest, let request = entry.request {
+        lines.append("    \(request.method) \(request.path) \(request.httpVersion)")
+        lines += request.headers.map { "    " + $0.joined(separator: ": ") }
+    }
+    if showResponse, let response = entry.response {
+        if let code = response.statusCode { lines.append("    \(code) \(response.reason ?? "")") }
+        lines.append("    spec: \(response.spec)")
+        lines.append("    \(response.bytesWritten) bytes written in \(String(format: "%.3f", response.duration)) s")
+        if let body = response.body, !body.isEmpty { lines.append("    body: \(body)") }
+    }
+    return lines.joined(separator: "\n")
 }
 
 /// Writes a line to standard output at once (no buffering, so a parent process sees it).

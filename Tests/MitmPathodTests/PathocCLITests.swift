@@ -286,6 +286,27 @@ struct PathodExecutableTests {
         #expect(refused.errorOutput.contains("no private key in \(keyless)"), "\(refused)")
     }
 
+    @Test("-q and -r log requests and responses in full, -f to a file; -c moves the craft anchor")
+    func logging() async throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("pathod-log-\(UUID().uuidString.prefix(8)).txt").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let process = try await ChildProcess.start(PathocCLITests.binary("pathod"), ["-p", "0", "-q", "-r", "-f", log, "-c", "/craft/"])
+        defer { process.terminate() }
+        #expect(await process.waitForOutput(containing: "listening on"), "\(process.output)")
+        let port = try #require(process.output.split(separator: "\n").first?.split(separator: ":").last.map(String.init))
+        let result = try await CommandRunner.run("curl", ["-sS", "-H", "X-Probe: 1", "http://127.0.0.1:\(port)/craft/201:b'logged'"])
+        #expect(result.output == "logged", "\(result)")
+        var text = ""
+        for _ in 0..<100 where !text.contains("body:") {
+            try await Task.sleep(for: .milliseconds(50))
+            text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        }
+        #expect(text.contains("GET /craft/201:b'logged'") && text.contains("<< 201:b'logged'"), "\(text)")
+        #expect(text.contains("    X-Probe: 1"), "-q logs the request's headers: \(text)")
+        #expect(text.contains("    201 Created") && text.contains("    body: logged"), "-r logs the response: \(text)")
+        #expect(!process.output.contains("X-Probe"), "with -f the log goes to the file only: \(process.output)")
+    }
+
     @Test("Certificate lookup by server name: exact, then wildcards from the most specific, then *")
     func certificateCandidates() {
         #expect(PathodDomainCertificate.candidates(for: "www.b.Example") == ["www.b.example", "*.b.example", "*.example", "*"])
