@@ -31,7 +31,6 @@ public final class ChildProcess: Sendable {
     public let pid: Int32
     public let arguments: [String]
     private let state: SharedState
-    private let exitEvents: AsyncStream<Int32>
 
     private struct State {
         var stdout = Data()
@@ -47,11 +46,10 @@ public final class ChildProcess: Sendable {
         func withLock<T>(_ body: (inout State) -> T) -> T { mutex.withLock { body(&$0) } }
     }
 
-    private init(pid: Int32, arguments: [String], state: SharedState, exitEvents: AsyncStream<Int32>) {
+    private init(pid: Int32, arguments: [String], state: SharedState) {
         self.pid = pid
         self.arguments = arguments
         self.state = state
-        self.exitEvents = exitEvents
     }
 
     // MARK: - Starting
@@ -68,7 +66,6 @@ public final class ChildProcess: Sendable {
         stderr: Destination = .collect
     ) async throws -> ChildProcess {
         let state = SharedState()
-        let (exitEvents, exitContinuation) = AsyncStream<Int32>.makeStream(bufferingPolicy: .unbounded)
         let (pids, pidContinuation) = AsyncThrowingStream<Int32, any Error>.makeStream()
 
         let target: Executable = executable.contains("/") ? .path(FilePath(executable)) : .name(executable)
@@ -103,21 +100,18 @@ public final class ChildProcess: Sendable {
                 case .signaled(let signal): code = 128 + signal
                 }
                 state.withLock { $0.exitCode = code }
-                exitContinuation.yield(code)
             } catch {
                 // Spawning failed: the caller hears of it through `pids`.
                 pidContinuation.finish(throwing: error)
                 state.withLock { $0.exitCode = 127 }
-                exitContinuation.yield(127)
             }
-            exitContinuation.finish()
         }
 
         var iterator = pids.makeAsyncIterator()
         guard let pid = try await iterator.next() else {
             throw SpawnError(description: "\(executable) did not start")
         }
-        return ChildProcess(pid: pid, arguments: [executable] + arguments, state: state, exitEvents: exitEvents)
+        return ChildProcess(pid: pid, arguments: [executable] + arguments, state: state)
     }
 
     struct SpawnError: Error, CustomStringConvertible {
@@ -167,25 +161,16 @@ public final class ChildProcess: Sendable {
     public var exitCode: Int32? { state.withLock { $0.exitCode } }
     public var isRunning: Bool { exitCode == nil }
 
-    /// Waits until the child ends and returns its ``exitCode``; `nil` if it is still running after
-    /// `timeout` seconds.
+    /// Waits until the child has ended and its output is read, and returns its ``exitCode``; `nil`
+    /// if it is still running after `timeout` seconds (or the waiting task is cancelled). Any
+    /// number of tasks may wait.
     public func waitForExit(timeout: Double = .infinity) async -> Int32? {
-        if let code = exitCode { return code }
-        return await withTaskGroup(of: Int32?.self) { group in
-            group.addTask {
-                for await code in self.exitEvents { return code }
-                return self.exitCode
-            }
-            if timeout.isFinite {
-                group.addTask {
-                    try? await Task.sleep(for: .seconds(timeout))
-                    return nil
-                }
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? exitCode
+        let deadline = Date().addingTimeInterval(timeout.isFinite ? timeout : 365 * 86400)
+        while Date() < deadline, !Task.isCancelled {
+            if let code = exitCode { return code }
+            try? await Task.sleep(for: .milliseconds(10))
         }
+        return exitCode
     }
 
     /// Waits until the output so far contains `text`, or the child ends, or `timeout` passes.
