@@ -279,6 +279,20 @@ struct PathodExecutableTests {
         #expect(try await subject(asking: "a.b.example.test").contains("CN=wildcard.example.test"), "*.example.test covers deeper names, as pathod's lookup did")
         #expect(try await subject(asking: "localhost").contains("CN=fallback.test"))
 
+        // Through CONNECT, a client that sends no SNI gets the certificate for the CONNECT host.
+        let plain = try await ChildProcess.start(
+            PathocCLITests.binary("pathod"), ["-p", "0", "--cert", fallback, "--cert", "*.example.test=\(wildcard)"]
+        )
+        defer { plain.terminate() }
+        #expect(await plain.waitForOutput(containing: "listening on"), "\(plain.output)")
+        let plainPort = try #require(plain.output.split(separator: "\n").first?.split(separator: ":").last.map(String.init))
+        for (target, expected) in [("other.example.test:443", "wildcard.example.test"), ("elsewhere.test:443", "fallback.test")] {
+            let tunnel = try await CommandRunner.run("openssl", [
+                "s_client", "-proxy", "127.0.0.1:\(plainPort)", "-connect", target, "-noservername",
+            ], stdin: Data(), timeout: 30)
+            #expect(tunnel.output.contains("CN = \(expected)") || tunnel.output.contains("CN=\(expected)"), "\(target): \(tunnel)")
+        }
+
         // A certificate file without a key, and no --cert-key: refused at start, naming the file.
         let keyless = try write("keyless.test", withKey: false)
         let refused = try await CommandRunner.run(PathocCLITests.binary("pathod"), ["-p", "0", "--cert", "x.test=\(keyless)"], timeout: 10)

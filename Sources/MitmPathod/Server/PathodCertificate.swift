@@ -109,14 +109,14 @@ public struct PathodDomainCertificate: Sendable {
     /// The certificate for `serverName`: the exact name first, then wildcards from the most specific
     /// (`*.b.example` before `*.example`) to `*`; nil when none matches (or there is no name and no `*`).
     static func match(_ serverName: String?, in certificates: [PathodDomainCertificate]) -> PathodCertificate? {
-        var byPattern: [String: PathodCertificate] = [:]
-        for entry in certificates where byPattern[entry.pattern.lowercased()] == nil {
-            byPattern[entry.pattern.lowercased()] = entry.certificate
-        }
-        for candidate in candidates(for: serverName) {
-            if let certificate = byPattern[candidate] { return certificate }
-        }
-        return nil
+        guard let pattern = matchingPattern(serverName, in: certificates) else { return nil }
+        return certificates.first { $0.pattern.lowercased() == pattern }?.certificate
+    }
+
+    /// The pattern (lowercased) of the certificate ``match(_:in:)`` chooses.
+    static func matchingPattern(_ serverName: String?, in certificates: [PathodDomainCertificate]) -> String? {
+        let patterns = Set(certificates.map { $0.pattern.lowercased() })
+        return candidates(for: serverName).first { patterns.contains($0) }
     }
 
     /// `www.b.example` → `www.b.example`, `*.b.example`, `*.example`, `*`.

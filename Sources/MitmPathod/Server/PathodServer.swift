@@ -56,6 +56,8 @@ public final class PathodServer: Sendable {
     public let configuration: PathodConfiguration
     private let anchors: Anchors
     private let tlsContext: NIOSSLContext
+    /// For CONNECT tunnels: a context presenting each `--cert domain=` certificate by default, by pattern.
+    private let tunnelContexts: [String: NIOSSLContext]
     private let sslContext: NIOSSLContext
     /// The certificate TLS connections get; trust it to talk to pathod over TLS.
     public let certificate: PathodCertificate
@@ -83,6 +85,13 @@ public final class PathodServer: Sendable {
         self.anchors = Anchors(anchors.map { (regex: $0.0, message: $0.2) })
         self.certificate = try configuration.certificate ?? PathodCertificate.selfSigned(commonName: configuration.commonName)
         self.tlsContext = try certificate.serverContext(domainCertificates: configuration.domainCertificates)
+        var tunnelContexts: [String: NIOSSLContext] = [:]
+        for entry in configuration.domainCertificates where tunnelContexts[entry.pattern.lowercased()] == nil {
+            tunnelContexts[entry.pattern.lowercased()] = try entry.certificate.serverContext(
+                domainCertificates: configuration.domainCertificates
+            )
+        }
+        self.tunnelContexts = tunnelContexts
         self.sslContext = try certificate.serverContext(
             protocols: configuration.http2 ? ["h2", "http/1.1"] : ["http/1.1"],
             domainCertificates: configuration.domainCertificates
@@ -208,7 +217,7 @@ public final class PathodServer: Sendable {
                         _ = try await reader.read(count: length, keep: 0)
                     }
                     if head.first.uppercased() == "CONNECT" {
-                        try await openTunnel(channel, tls: configuration.connectTLS)
+                        try await openTunnel(channel, to: head.second, tls: configuration.connectTLS)
                         tls = tls || configuration.connectTLS
                         continue
                     }
@@ -245,9 +254,12 @@ public final class PathodServer: Sendable {
     }
 
     /// Answers a CONNECT with 200 and, with `tls`, puts TLS in front of the connection before the
-    /// client can send its ClientHello: both happen in one event-loop turn.
-    private func openTunnel(_ channel: any Channel, tls: Bool) async throws {
-        let context = tlsContext
+    /// client can send its ClientHello: both happen in one event-loop turn. The certificate is the
+    /// one for the CONNECT host (as pathod chose it), unless the client's SNI names another.
+    private func openTunnel(_ channel: any Channel, to target: String, tls: Bool) async throws {
+        let host = Self.host(ofAuthority: target)
+        let context = PathodDomainCertificate.matchingPattern(host, in: configuration.domainCertificates)
+            .flatMap { tunnelContexts[$0] } ?? tlsContext
         try await channel.eventLoop.submit {
             channel.writeAndFlush(ByteBuffer(string: "HTTP/1.1 200 Connection established\r\n\r\n"), promise: nil)
             if tls {
@@ -258,6 +270,15 @@ public final class PathodServer: Sendable {
     }
 
     private enum Outcome { case keepAlive, close, websocket }
+
+    /// `example.com` from `example.com:443`, `::1` from `[::1]:443`.
+    static func host(ofAuthority authority: String) -> String {
+        if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
+            return String(authority[authority.index(after: authority.startIndex)..<close])
+        }
+        guard let colon = authority.lastIndex(of: ":") else { return authority }
+        return String(authority[..<colon])
+    }
 
     /// The path part of a request target; absolute URLs (proxy requests) lose scheme and authority.
     static func path(ofTarget target: String) -> String {
