@@ -164,18 +164,22 @@ struct PathodCommand: AsyncParsableCommand {
         }
         let bound = try await server.start()
         writeLine("pathod listening on \(listenAddress):\(bound)")
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let signals = [SIGINT, SIGTERM].map { sig in
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .main)
+        // Ctrl-C and SIGTERM stop the server, closing open connections. The sources are kept in
+        // `signalSources` for the life of the process: a source that is released stops delivering,
+        // and the optimizer may release a local as soon as it is last used.
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .main)
             source.setEventHandler { Task { await server.shutdown() } }
             source.resume()
-            return source
+            signalSources.append(source)
         }
         await server.wait()
-        _ = signals
     }
 }
+
+/// The signal sources of ``PathodCommand/run()``, appended to once, before serving.
+nonisolated(unsafe) var signalSources: [any DispatchSourceSignal] = []
 
 /// One line per log entry, for the terminal.
 func summary(_ entry: PathodLogEntry) -> String {

@@ -1,4 +1,5 @@
 import MitmIO
+import MitmCore
 import MitmTestSupport
 import Testing
 

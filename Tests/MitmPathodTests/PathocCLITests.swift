@@ -321,6 +321,29 @@ struct PathodExecutableTests {
         #expect(!process.output.contains("X-Probe"), "with -f the log goes to the file only: \(process.output)")
     }
 
+    @Test("Ctrl-C stops pathod in the middle of a gigabyte: the connection is closed and pathod exits 0")
+    func interruptWhileStreaming() async throws {
+        let process = try await ChildProcess.start(PathocCLITests.binary("pathod"), ["-p", "0"])
+        defer { process.kill() }
+        #expect(await process.waitForOutput(containing: "listening on"), "\(process.output)")
+        let port = try #require(process.output.split(separator: "\n").first?.split(separator: ":").last.map(String.init))
+        let body = FileManager.default.temporaryDirectory.appendingPathComponent("pathod-body-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: body) }
+        let download = try await ChildProcess.start("curl", ["-sS", "-o", body, "http://127.0.0.1:\(port)/p/200:b@1g"])
+        defer { download.kill() }
+        // Interrupt once the body is flowing (a megabyte has arrived).
+        var received: UInt64 = 0
+        for _ in 0..<400 where received < 1 << 20 {
+            try await Task.sleep(for: .milliseconds(25))
+            received = ((try? FileManager.default.attributesOfItem(atPath: body))?[.size] as? UInt64) ?? 0
+        }
+        #expect(received >= 1 << 20, "the body did not start: \(received) bytes")
+        process.interrupt()
+        #expect(await process.waitForExit(timeout: 20) == 0, "\(process.output)")
+        let curlExit = await download.waitForExit(timeout: 20)
+        #expect(curlExit == 18, "curl saw the transfer cut short (18), not a whole gigabyte: \(String(describing: curlExit))")
+    }
+
     @Test("Certificate lookup by server name: exact, then wildcards from the most specific, then *")
     func certificateCandidates() {
         #expect(PathodDomainCertificate.candidates(for: "www.b.Example") == ["www.b.example", "*.b.example", "*.example", "*"])

@@ -1,4 +1,5 @@
 import Foundation
+import MitmCore
 import MitmPathod
 import MitmTestSupport
 import Testing

@@ -1,4 +1,5 @@
 import MitmPathod
+import MitmCore
 import MitmTestSupport
 import Testing
 

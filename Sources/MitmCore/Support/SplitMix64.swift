@@ -1,5 +1,7 @@
-/// A seeded random number generator (SplitMix64, Steele et al. 2014) for property and fuzz tests:
-/// the same seed gives the same sequence, so a failure reproduces.
+/// A small, fast random number generator (SplitMix64, Steele, Lea and Flood 2014). Seeded, the same
+/// seed gives the same sequence, so a failing property or fuzz test reproduces; pathod seeds one
+/// from the system per block of a generated body, where the system's generator, a syscall per
+/// word, would be the bottleneck. Not for secrets.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
