@@ -21,35 +21,20 @@ extension Pathoc {
             output("websocket frames need HTTP/1: not sent over --http2")
             return false
         }
-        var success = true
-        var round = 0
-        while rounds < 0 || round < max(1, rounds), !Task.isCancelled {
-            round += 1
-            do {
-                let finished = try await withHTTP2Connection { multiplexer -> Bool in
-                    for message in messages {
-                        guard case .request(let request) = message.withoutTimes else { continue }
-                        for _ in 0..<message.repeatCount {
-                            if Task.isCancelled { return true }
-                            let printed = try await http2Request(request, multiplexer: multiplexer)
-                            if printed && configuration.oneshot { return true }
-                            if configuration.wait > 0 { try await Task.sleep(for: .seconds(configuration.wait)) }
-                        }
+        return await runRounds(rounds) {
+            try await withHTTP2Connection { multiplexer -> Bool in
+                for message in messages {
+                    guard case .request(let request) = message.withoutTimes else { continue }
+                    for _ in 0..<message.repeatCount {
+                        if Task.isCancelled { return true }
+                        let printed = try await http2Request(request, multiplexer: multiplexer)
+                        if printed && configuration.oneshot { return true }
+                        try await waitAfterRequest()
                     }
-                    return false
                 }
-                if finished { return success }
-            } catch PathocError.timeout where configuration.ignoreTimeout {
-                continue
-            } catch let error as PathocError {
-                output(error.description)
-                success = false
-            } catch {
-                output("\(error)")
-                success = false
+                return false
             }
         }
-        return success
     }
 
     private func withHTTP2Connection<T>(

@@ -90,26 +90,34 @@ public struct Pathoc: Sendable {
     /// Runs `messages` on one connection per round, `rounds` times (`-n`; a negative count repeats
     /// until cancelled). Returns false if a connection could not be made or an exchange failed.
     public func run(_ messages: [ClientMessage], rounds: Int = 1) async -> Bool {
-        var success = true
-        var round = 0
-        while rounds < 0 || round < max(1, rounds), !Task.isCancelled {
-            round += 1
-            do {
-                let finished = try await withConnection { connection -> Bool in
-                    for message in messages {
-                        let once = message.withoutTimes
-                        for _ in 0..<message.repeatCount {
-                            if Task.isCancelled { return true }
-                            let carryOn = try await connection.perform(once)
-                            if connection.printedResponse && configuration.oneshot { return true }
-                            if !carryOn { return false }
-                            if configuration.wait > 0 { try await Task.sleep(for: .seconds(configuration.wait)) }
-                        }
+        await runRounds(rounds) {
+            try await withConnection { connection -> Bool in
+                for message in messages {
+                    let once = message.withoutTimes
+                    for _ in 0..<message.repeatCount {
+                        if Task.isCancelled { return true }
+                        let carryOn = try await connection.perform(once)
+                        if connection.printedResponse && configuration.oneshot { return true }
+                        if !carryOn { return false }
+                        try await waitAfterRequest()
                     }
-                    try await connection.drainFrames()
-                    return false
                 }
-                if finished { return success }
+                try await connection.drainFrames()
+                return false
+            }
+        }
+    }
+
+    /// Runs `round` (one connection's work) `rounds` times, or until it returns true (`-o` is
+    /// satisfied) or the task is cancelled. A failed round is printed and makes the result false;
+    /// with `-T`, a timeout is neither.
+    func runRounds(_ rounds: Int, _ round: () async throws -> Bool) async -> Bool {
+        var success = true
+        var count = 0
+        while rounds < 0 || count < max(1, rounds), !Task.isCancelled {
+            count += 1
+            do {
+                if try await round() { return success }
             } catch PathocError.timeout where configuration.ignoreTimeout {
                 continue
             } catch let error as PathocError {
@@ -121,6 +129,11 @@ public struct Pathoc: Sendable {
             }
         }
         return success
+    }
+
+    /// `-w`: the pause after each request.
+    func waitAfterRequest() async throws {
+        if configuration.wait > 0 { try await Task.sleep(for: .seconds(configuration.wait)) }
     }
 
     /// Opens a connection (CONNECT and TLS as configured), runs `body` with it, closes it.
