@@ -2,28 +2,6 @@ import Foundation
 import MitmTestSupport
 import Testing
 
-/// A scratch directory for one test's files (bodies, headers), deleted by `remove()`.
-struct ScratchDirectory {
-    let path: String
-
-    init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("mitm-it-\(UUID().uuidString.prefix(12))").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    func write(_ name: String, _ data: Data) throws -> String {
-        let target = file(name)
-        try data.write(to: URL(fileURLWithPath: target))
-        return target
-    }
-
-    func remove() {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-}
-
 /// One curl transfer: what `-w` printed, the body (`-o`) and the response heads (`-D`).
 struct CurlTransfer: CustomStringConvertible {
     var command: CommandResult

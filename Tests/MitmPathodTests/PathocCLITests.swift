@@ -151,10 +151,9 @@ struct PathocCLITests {
 
     @Test("-C presents a client certificate to a server that asks for one")
     func clientCertificate() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pathoc-cc-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let client = directory.appendingPathComponent("client.pem").path
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
+        let client = scratch.file("client.pem")
         let made = try await CommandRunner.run("openssl", [
             "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
             "-subj", "/CN=pathoc-client", "-days", "1", "-keyout", client + ".key", "-out", client,
@@ -163,7 +162,7 @@ struct PathocCLITests {
         try (String(contentsOfFile: client, encoding: .utf8) + String(contentsOfFile: client + ".key", encoding: .utf8))
             .write(toFile: client, atomically: true, encoding: .utf8)
         let server = try PathodCertificate.selfSigned()
-        let serverPEM = directory.appendingPathComponent("server.pem").path
+        let serverPEM = scratch.file("server.pem")
         try (server.certificatePEM + "\n" + (server.privateKeyPEM ?? "")).write(toFile: serverPEM, atomically: true, encoding: .utf8)
         // A TLS server that requires a client certificate and answers with its common name.
         let script = """
@@ -191,7 +190,7 @@ struct PathocCLITests {
         let result = try await pathoc(["-s", "-C", client, "-r", "-t", "20", "127.0.0.1:\(port)", "get:/"])
         #expect(result.succeeded && result.output.contains("pathoc-client"), "the server saw our certificate: \(result)")
 
-        let missing = try await pathoc(["-s", "-C", directory.appendingPathComponent("none.pem").path, "127.0.0.1:\(port)", "get:/"])
+        let missing = try await pathoc(["-s", "-C", scratch.file("none.pem"), "127.0.0.1:\(port)", "get:/"])
         #expect(missing.exitCode != 0 && missing.errorOutput.contains("Cannot read the client certificate"), "\(missing)")
     }
 
@@ -211,13 +210,12 @@ struct PathocCLITests {
 struct PathodExecutableTests {
     @Test("--cert serves the given certificate with -s; --json-log writes one JSON line per response")
     func certificateAndJSONLog() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pathod-exe-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
         let certificate = try PathodCertificate.selfSigned(commonName: "custom.test")
-        let pem = directory.appendingPathComponent("cert.pem").path
+        let pem = scratch.file("cert.pem")
         try Data((certificate.certificatePEM + "\n" + (certificate.privateKeyPEM ?? "")).utf8).write(to: URL(fileURLWithPath: pem))
-        let log = directory.appendingPathComponent("log.jsonl").path
+        let log = scratch.file("log.jsonl")
 
         let process = try await ChildProcess.start(
             PathocCLITests.binary("pathod"), ["-p", "0", "-s", "--cert", pem, "--json-log", log], stderr: .discard
@@ -245,12 +243,11 @@ struct PathodExecutableTests {
 
     @Test("--cert domain=path: the client gets the certificate for the name it asks for, the most specific first")
     func certificatesByServerName() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pathod-sni-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
         func write(_ commonName: String, withKey: Bool = true) throws -> String {
             let certificate = try PathodCertificate.selfSigned(commonName: commonName)
-            let path = directory.appendingPathComponent("\(commonName).pem").path
+            let path = scratch.file("\(commonName).pem")
             let text = certificate.certificatePEM + "\n" + (withKey ? certificate.privateKeyPEM ?? "" : "")
             try Data(text.utf8).write(to: URL(fileURLWithPath: path))
             return path
@@ -302,8 +299,9 @@ struct PathodExecutableTests {
 
     @Test("-q and -r log requests and responses in full, -f to a file; -c moves the craft anchor")
     func logging() async throws {
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("pathod-log-\(UUID().uuidString.prefix(8)).txt").path
-        defer { try? FileManager.default.removeItem(atPath: log) }
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
+        let log = scratch.file("log.txt")
         let process = try await ChildProcess.start(PathocCLITests.binary("pathod"), ["-p", "0", "-q", "-r", "-f", log, "-c", "/craft/"])
         defer { process.terminate() }
         #expect(await process.waitForOutput(containing: "listening on"), "\(process.output)")
@@ -327,8 +325,9 @@ struct PathodExecutableTests {
         defer { process.kill() }
         #expect(await process.waitForOutput(containing: "listening on"), "\(process.output)")
         let port = try #require(process.output.split(separator: "\n").first?.split(separator: ":").last.map(String.init))
-        let body = FileManager.default.temporaryDirectory.appendingPathComponent("pathod-body-\(UUID().uuidString.prefix(8))").path
-        defer { try? FileManager.default.removeItem(atPath: body) }
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
+        let body = scratch.file("body")
         let download = try await ChildProcess.start("curl", ["-sS", "-o", body, "http://127.0.0.1:\(port)/p/200:b@1g"])
         defer { download.kill() }
         // Interrupt once the body is flowing (a megabyte has arrived).

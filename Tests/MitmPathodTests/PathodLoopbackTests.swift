@@ -16,11 +16,10 @@ struct PathodLoopbackTests {
     }
 
     func curl(_ arguments: [String]) async throws -> Transfer {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pathod-curl-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let body = directory.appendingPathComponent("body").path
-        let headers = directory.appendingPathComponent("headers").path
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
+        let body = scratch.file("body")
+        let headers = scratch.file("headers")
         let result = try await CommandRunner.run(
             "curl", ["-s", "--max-time", "60", "-o", body, "-D", headers, "-w", "%{http_code}"] + arguments, timeout: 70
         )
@@ -81,12 +80,11 @@ struct PathodLoopbackTests {
 
     @Test("file values come from the static directory only; the size limit refuses large responses")
     func filesAndLimits() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pathod-d-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        try Data("static content".utf8).write(to: directory.appendingPathComponent("file.txt"))
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
+        _ = try scratch.write("file.txt", Data("static content".utf8))
         try await withPathod(configure: {
-            $0.staticDirectory = directory.path
+            $0.staticDirectory = scratch.path
             $0.sizeLimit = 1000
         }) { pathod in
             let file = try await curl([pathod.url(for: "200:b<file.txt")])

@@ -1,5 +1,6 @@
 import Foundation
 import MitmPathod
+import MitmTestSupport
 import Testing
 
 /// What specs turn into on the wire, and resolving/explaining (`-e`).
@@ -131,11 +132,10 @@ struct RenderTests {
 
     @Test("file values read under the static directory and nowhere else")
     func files() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pathod-static-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        try Data("from a file".utf8).write(to: directory.appendingPathComponent("body.txt"))
-        let settings = RenderSettings(staticDirectory: directory.path)
+        let scratch = try ScratchDirectory()
+        defer { scratch.remove() }
+        _ = try scratch.write("body.txt", Data("from a file".utf8))
+        let settings = RenderSettings(staticDirectory: scratch.path)
         #expect(text(try serverBytes("200:b<body.txt", settings: settings)).hasSuffix("Content-Length: 11\r\n\r\nfrom a file"))
         #expect(throws: RenderError.fileAccessDenied("File access outside of configured directory")) {
             try serverBytes("200:b<../../etc/passwd", settings: settings)

@@ -97,11 +97,7 @@ public struct MapLocal: Addon {
     ///
     /// - Throws: ``ModifySpecError`` for the first spec that does not parse, or whose path does not exist.
     public init(specs: [String]) throws(ModifySpecError) {
-        var rules: [Rule] = []
-        for spec in specs {
-            rules.append(try Rule(try ModifySpec(parsing: spec, replacementIsFile: false)))
-        }
-        self.rules = rules
+        self.rules = try specs.map { spec throws(ModifySpecError) in try Rule(try ModifySpec(parsing: spec, replacementIsFile: false)) }
     }
 
     public init(rules: [Rule]) {

@@ -38,11 +38,7 @@ public struct ModifyHeaders: Addon {
     ///
     /// - Throws: ``ModifySpecError`` for the first spec that does not parse.
     public init(specs: [String]) throws(ModifySpecError) {
-        var rules: [Rule] = []
-        for spec in specs {
-            rules.append(try Rule(try ModifySpec(parsing: spec)))
-        }
-        self.rules = rules
+        self.rules = try specs.map { spec throws(ModifySpecError) in try Rule(try ModifySpec(parsing: spec)) }
     }
 
     public init(rules: [Rule]) {

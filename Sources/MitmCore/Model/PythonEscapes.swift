@@ -41,7 +41,7 @@ public enum PythonEscapes {
             case UInt8(ascii: "v"): out.append(0x0B)
             case UInt8(ascii: "\n"): break
             case UInt8(ascii: "x"):
-                guard index + 3 < bytes.count, let high = hexValue(bytes[index + 2]), let low = hexValue(bytes[index + 3]) else {
+                guard index + 3 < bytes.count, let high = bytes[index + 2].asciiHexValue, let low = bytes[index + 3].asciiHexValue else {
                     throw DecodeError(kind: .badHex, offset: index)
                 }
                 out.append(high << 4 | low)
@@ -64,14 +64,5 @@ public enum PythonEscapes {
             index += 2
         }
         return out
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

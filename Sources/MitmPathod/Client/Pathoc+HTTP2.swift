@@ -95,12 +95,7 @@ extension Pathoc {
     /// Sends one request on a new stream; returns whether its response was printed (not hidden by `-I`).
     private func http2Request(_ spec: RequestSpec, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>) async throws -> Bool {
         let settings = RenderSettings(isClient: true, requestHost: configuration.host)
-        let resolved: RequestSpec
-        do {
-            resolved = configuration.explain ? try Resolver.freeze(spec, settings: settings) : try Resolver.resolve(spec, settings: settings)
-        } catch {
-            throw PathocError.render("\(error)")
-        }
+        let resolved = try configuration.resolve(spec, settings: settings)
         var lines = [">> " + (configuration.explain ? resolved.spec : spec.spec)]
         let method: String
         switch resolved.method ?? .standard("GET") {

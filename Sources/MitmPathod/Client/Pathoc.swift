@@ -262,12 +262,7 @@ public final class PathocConnection: @unchecked Sendable {
     /// Sends a request and reads the response (nil when the spec disconnected first).
     @discardableResult
     public func request(_ spec: RequestSpec) async throws -> PathocResponse? {
-        let resolved: RequestSpec
-        do {
-            resolved = configuration.explain ? try Resolver.freeze(spec, settings: settings) : try Resolver.resolve(spec, settings: settings)
-        } catch {
-            throw PathocError.render("\(error)")
-        }
+        let resolved = try configuration.resolve(spec, settings: settings)
         var lines = [">> " + (configuration.explain ? resolved.spec : spec.spec)]
         let rendered = try Renderer.layout(.request(resolved), settings: settings)
         let (disconnected, sent) = try await stream(rendered)
@@ -332,12 +327,7 @@ public final class PathocConnection: @unchecked Sendable {
 
     /// Sends a websocket frame; false if its spec disconnected.
     public func send(frame spec: FrameSpec) async throws -> Bool {
-        let resolved: FrameSpec
-        do {
-            resolved = configuration.explain ? try Resolver.freeze(spec, settings: settings) : try Resolver.resolve(spec, settings: settings)
-        } catch {
-            throw PathocError.render("\(error)")
-        }
+        let resolved = try configuration.resolve(spec, settings: settings)
         output(">> " + (configuration.explain ? resolved.spec : spec.spec))
         let (disconnected, _) = try await stream(try Renderer.layout(.frame(resolved), settings: settings))
         return !disconnected
@@ -424,6 +414,25 @@ public final class PathocConnection: @unchecked Sendable {
 }
 
 extension PathocConfiguration {
+    /// The spec with its random choices made, and frozen with `-e` so it prints as sent. A spec
+    /// that cannot be rendered (say, a file outside the static directory) is a ``PathocError/render(_:)``.
+    func resolve(_ spec: RequestSpec, settings: RenderSettings) throws -> RequestSpec {
+        do {
+            return try Resolver.resolve(spec, settings: settings, freezing: explain)
+        } catch {
+            throw PathocError.render("\(error)")
+        }
+    }
+
+    /// Frames: see ``resolve(_:settings:)-(RequestSpec,_)``.
+    func resolve(_ spec: FrameSpec, settings: RenderSettings) throws -> FrameSpec {
+        do {
+            return try Resolver.resolve(spec, settings: settings, freezing: explain)
+        } catch {
+            throw PathocError.render("\(error)")
+        }
+    }
+
     /// `-C`: presents the certificate chain and key in ``clientCertificate``.
     func applyClientCertificate(to tls: inout TLSConfiguration) throws {
         guard let path = clientCertificate else { return }

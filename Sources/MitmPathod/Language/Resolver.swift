@@ -164,6 +164,32 @@ public enum Resolver {
         }
     }
 
+    // MARK: - Resolve or freeze
+
+    /// ``freeze(_:settings:)-(RequestSpec,_)`` when `freezing` (`-e`, explain), else
+    /// ``resolve(_:settings:)-(RequestSpec,_)``.
+    public static func resolve(_ request: RequestSpec, settings: RenderSettings, freezing: Bool) throws -> RequestSpec {
+        freezing ? try freeze(request, settings: settings) : try resolve(request, settings: settings)
+    }
+
+    /// Frames: see ``resolve(_:settings:freezing:)-(RequestSpec,_,_)``.
+    public static func resolve(_ frame: FrameSpec, settings: RenderSettings, freezing: Bool) throws -> FrameSpec {
+        freezing ? try freeze(frame, settings: settings) : try resolve(frame, settings: settings)
+    }
+
+    /// Responses: see ``resolve(_:settings:freezing:)-(RequestSpec,_,_)``.
+    public static func resolve(_ response: ResponseSpec, settings: RenderSettings, freezing: Bool) throws -> ResponseSpec {
+        freezing ? try freeze(response, settings: settings) : try resolve(response, settings: settings)
+    }
+
+    /// What pathod serves: see ``resolve(_:settings:freezing:)-(RequestSpec,_,_)``.
+    public static func resolve(_ message: ServerMessage, settings: RenderSettings, freezing: Bool) throws -> ServerMessage {
+        switch message {
+        case .response(let r): return .response(try resolve(r, settings: settings, freezing: freezing))
+        case .frame(let f): return .frame(try resolve(f, settings: settings, freezing: freezing))
+        }
+    }
+
     // MARK: - Helpers
 
     /// `Sec-WebSocket-Accept` for a client key (RFC 6455 §4.2.2).

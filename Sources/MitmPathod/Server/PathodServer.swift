@@ -323,15 +323,7 @@ public final class PathodServer: Sendable {
         settings.websocketKey = websocketKey
         if let message, failure == nil {
             do {
-                var resolved: ServerMessage
-                switch message {
-                case .response(let r):
-                    resolved = .response(
-                        configuration.explain ? try Resolver.freeze(r, settings: settings) : try Resolver.resolve(r, settings: settings))
-                case .frame(let f):
-                    resolved = .frame(
-                        configuration.explain ? try Resolver.freeze(f, settings: settings) : try Resolver.resolve(f, settings: settings))
-                }
+                let resolved = try Resolver.resolve(message, settings: settings, freezing: configuration.explain)
                 let rendered = try Self.render(resolved, settings: settings)
                 if let limit = configuration.sizeLimit, rendered.maximumLength > limit {
                     failure = ("Response too large.", "Response too large.")
@@ -517,7 +509,7 @@ public final class PathodServer: Sendable {
             var resolved = Self.errorResponse(reason: failure?.reason ?? "", body: failure?.body ?? "")
             if let message, failure == nil {
                 do {
-                    resolved = configuration.explain ? try Resolver.freeze(message, settings: settings) : try Resolver.resolve(message, settings: settings)
+                    resolved = try Resolver.resolve(message, settings: settings, freezing: configuration.explain)
                     if let limit = configuration.sizeLimit, try Renderer.layout(.response(resolved), settings: settings).maximumLength > limit {
                         failure = ("Response too large.", "Response too large.")
                     }

@@ -849,13 +849,7 @@ extension HTTPProxyHandler: UpstreamExchangeDelegate {
             run(stream!.serverFailed("The server did not switch to WebSocket: it answered the upgrade with \(head.status.code) instead of 101"))
             return
         }
-        var response = HTTPResponse(
-            httpVersion: upstream?.connection.isHTTP2 == true ? "HTTP/2.0" : head.version.mitmproxyString,
-            statusCode: Int(head.status.code),
-            reason: head.status.reasonPhrase,
-            headers: Headers(head.headers)
-        )
-        response.timestampStart = now()
+        let response = HTTPResponse(receivedHead: head, overHTTP2: upstream?.connection.isHTTP2 == true)
         run(stream!.responseHeadReceived(response))
     }
 

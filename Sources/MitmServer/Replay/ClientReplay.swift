@@ -281,13 +281,7 @@ final class ReplayExchange: UpstreamExchangeDelegate {
     // MARK: - UpstreamExchangeDelegate
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
-        var response = HTTPResponse(
-            httpVersion: upstream?.connection.isHTTP2 == true ? "HTTP/2.0" : head.version.mitmproxyString,
-            statusCode: Int(head.status.code),
-            reason: head.status.reasonPhrase,
-            headers: Headers(head.headers)
-        )
-        response.timestampStart = now()
+        let response = HTTPResponse(receivedHead: head, overHTTP2: upstream?.connection.isHTTP2 == true)
         run(stream.responseHeadReceived(response))
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import MitmCore
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -151,4 +152,18 @@ func describe(_ error: any Error) -> String {
         return "HTTP protocol error: \(error)"
     }
     return String(describing: error)
+}
+
+extension HTTPResponse {
+    /// The response a server's head starts, as the flow records it (an HTTP/2 response is
+    /// `HTTP/2.0`, as in mitmproxy), stamped with the time it arrived.
+    init(receivedHead head: HTTPResponseHead, overHTTP2: Bool) {
+        self.init(
+            httpVersion: overHTTP2 ? "HTTP/2.0" : head.version.mitmproxyString,
+            statusCode: Int(head.status.code),
+            reason: head.status.reasonPhrase,
+            headers: Headers(head.headers)
+        )
+        timestampStart = now()
+    }
 }

@@ -310,8 +310,7 @@ extension ClientHello {
     static func isValidHost(_ host: some Collection<UInt8>) -> Bool {
         guard !host.isEmpty, host.count <= 255 else { return false }
         func isHexOrColon(_ byte: UInt8) -> Bool {
-            byte == UInt8(ascii: ":") || byte == UInt8(ascii: ".") || UInt8(ascii: "0")...UInt8(ascii: "9") ~= byte
-                || UInt8(ascii: "a")...UInt8(ascii: "f") ~= byte || UInt8(ascii: "A")...UInt8(ascii: "F") ~= byte
+            byte == UInt8(ascii: ":") || byte == UInt8(ascii: ".") || byte.asciiHexValue != nil
         }
         if host.contains(UInt8(ascii: ":")) { return host.allSatisfy(isHexOrColon) }
         var labels = host.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
